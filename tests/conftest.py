@@ -1,0 +1,55 @@
+"""Shared fixtures: a small real Fashion-MNIST problem and a quickly trained original model."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("TMU_PROGRESS", "0")  # progress bars off: stable, quiet output
+
+from tmu_utils.data import load_dataset  # noqa: E402
+from tmu_utils.models import build_model  # noqa: E402
+from tmu_utils.params import make_params  # noqa: E402
+from tmu_utils.training import TrainConfig, seed_everything, train_model  # noqa: E402
+from tmu_utils.unlearning.common import UnlearnTask  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The real Fashion-MNIST (Debian's dataset-fashion-mnist), loaded once per session."""
+    return load_dataset("fashion_mnist")
+
+
+@pytest.fixture(scope="session")
+def small_problem(fashion_mnist):
+    """3000 training images (first 2700 retain, last 300 forget) and 1000 test images."""
+    g = torch.Generator().manual_seed(0)
+    train = torch.randperm(len(fashion_mnist.train_y), generator=g)[:3000]
+    test = torch.randperm(len(fashion_mnist.test_y), generator=g)[:1000]
+    x, y = fashion_mnist.train_x[train], fashion_mnist.train_y[train]
+    return {"retain_x": x[:2700], "retain_y": y[:2700], "forget_x": x[2700:], "forget_y": y[2700:],
+            "test_x": fashion_mnist.test_x[test], "test_y": fashion_mnist.test_y[test]}
+
+
+@pytest.fixture(scope="session")
+def small_original(small_problem):
+    """An MLP trained 8 epochs on retain ∪ forget: it fits its members better than the test set."""
+    seed_everything(0)
+    model = build_model("mlp", 10, 1, 28)
+    x = torch.cat([small_problem["retain_x"], small_problem["forget_x"]])
+    y = torch.cat([small_problem["retain_y"], small_problem["forget_y"]])
+    train_model(model, x, y, TrainConfig(epochs=8, batch_size=64, lr=2e-3), device=torch.device("cpu"),
+                seed=0, progress=False)
+    return model
+
+
+@pytest.fixture
+def make_task(small_problem, small_original):
+    """Build an UnlearnTask on the small problem; keyword arguments override Params fields."""
+    def make(easy=None, **overrides):
+        params = make_params({"unlearn_epochs": 3, "retain_fraction": 0.5, "progress": False, **overrides})
+        return UnlearnTask(small_original, small_problem["retain_x"], small_problem["retain_y"],
+                           small_problem["forget_x"], small_problem["forget_y"], 10, params,
+                           torch.device("cpu"), easy=easy)
+    return make

@@ -1,0 +1,326 @@
+"""The stages of one run (DESIGN.md's data flow) as cached functions, and `run(params) -> results`.
+
+Each expensive artefact is keyed by exactly the parameters that determine it, so a sweep that only
+changes unlearning parameters reuses M_o, M_g, M_t, M_c and the features, and an interrupted run
+resumes where it stopped. The gold models are used only by `evaluate`: the method itself
+(`tmu_predict_easy`, `unlearn`) never receives them.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import features as feats
+from .cache import Cache, default_cache_dir
+from .data import Dataset, load_dataset
+from .metrics import Outputs, alignment_metrics
+from .mia import loss_attack, per_sample_loss
+from .models import build_model
+from .params import Params, params_hash
+from .predictor import cross_validated_accuracy, fit_predictor, predict_easy, predict_proba, quality_report
+from .splits import Splits, make_splits
+from .training import TrainConfig, predict, progress_enabled, resolve_device, seed_everything, train_model
+from .twin import generalization_labels, twin_original, twin_training_set
+from .unlearning import METHODS, UnlearnTask
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_limit", "test_limit")
+MEMBER_FIELDS = DATA_FIELDS + ("member_fraction", "seed")
+FORGET_FIELDS = MEMBER_FIELDS + ("forget_scenario", "forget_fraction", "forget_class")
+RECIPE_FIELDS = ("arch", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment")
+TWIN_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("twin_epochs", "twin_lr")
+CURRICULUM_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("curriculum_epochs",)
+FEATURE_FIELDS = TWIN_FIELDS + ("curriculum_epochs", "knn_k", "bank_per_class", "adv_steps", "adv_eps")
+GOLD_SEED_OFFSET = 10_000  # M_g' differs from M_g only in its seed
+
+
+@dataclass
+class Context:
+    """What every stage needs: parameters, data, splits, device and the artefact cache."""
+
+    params: Params
+    dataset: Dataset
+    splits: Splits
+    device: torch.device
+    cache: Cache
+
+    def subset(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of one split by name; `test` comes from the test set."""
+        idx = getattr(self.splits, name)
+        if name == "test":
+            return self.dataset.test_x[idx], self.dataset.test_y[idx]
+        return self.dataset.train_x[idx], self.dataset.train_y[idx]
+
+
+@functools.lru_cache(maxsize=2)
+def _load_dataset_cached(name: str, data_dir: str, image_size: int) -> Dataset:
+    kwargs = {"image_size": image_size} if name == "imagefolder" else {}
+    return load_dataset(name, data_dir or None, **kwargs)
+
+
+def prepare(params: Params) -> Context:
+    """Load the data set, make the splits, choose the device and open the cache."""
+    dataset = _load_dataset_cached(params.dataset, params.data_dir, params.image_size)
+    splits = make_splits(dataset.train_y, dataset.test_y, params)
+    return Context(params, dataset, splits, resolve_device(params.device), Cache(default_cache_dir(params.cache_dir)))
+
+
+def recipe(params: Params, **changes: Any) -> TrainConfig:
+    """The training recipe of M_o (and so of M_g, M_g' and M_c)."""
+    cfg = TrainConfig(epochs=params.epochs, batch_size=params.batch_size, optimizer=params.optimizer, lr=params.lr,
+                      momentum=params.momentum, weight_decay=params.weight_decay, schedule=params.schedule,
+                      augment=params.augment)
+    for key, value in changes.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def new_model(ctx: Context) -> nn.Module:
+    """An untrained model of the run's architecture, shaped for its data set."""
+    d = ctx.dataset
+    return build_model(ctx.params.arch, d.num_classes, d.in_channels, d.image_size)
+
+
+def _cached_model(ctx: Context, kind: str, fields: tuple[str, ...], build) -> tuple[nn.Module, dict]:
+    """Load a model artefact or train it with `build() -> (model, meta)` and store it."""
+    key = params_hash(ctx.params, fields)
+
+    def build_state():
+        model, meta = build()
+        return {k: v.cpu() for k, v in model.state_dict().items()}, meta
+
+    state, meta = ctx.cache.get_or_build(kind, key, build_state)
+    model = new_model(ctx)
+    model.load_state_dict(state)
+    return model.to(ctx.device).eval(), meta
+
+
+def _train_from_scratch(ctx: Context, split: str, seed: int, desc: str, **changes: Any) -> tuple[nn.Module, dict]:
+    seed_everything(seed)
+    model = new_model(ctx)
+    x, y = ctx.subset(split) if isinstance(split, str) else split
+    result = train_model(model, x, y, recipe(ctx.params, **changes), device=ctx.device, seed=seed,
+                         progress=ctx.params.progress, desc=desc)
+    return model, {"seconds": result.seconds, "losses": result.losses}
+
+
+def original_model(ctx: Context) -> tuple[nn.Module, dict]:
+    """M_o: trained from scratch on the members M."""
+    return _cached_model(ctx, "original", MEMBER_FIELDS + RECIPE_FIELDS,
+                         lambda: _train_from_scratch(ctx, "members", ctx.params.seed, "original M_o"))
+
+
+def gold_model(ctx: Context, replica: int = 0) -> tuple[nn.Module, dict]:
+    """M_g (replica 0) or M_g' (replica 1): the same recipe retrained from scratch on D_r."""
+    seed = ctx.params.seed + replica * GOLD_SEED_OFFSET
+    name = "gold M_g" if replica == 0 else "gold M_g'"
+    return _cached_model(ctx, f"gold{replica}", FORGET_FIELDS + RECIPE_FIELDS,
+                         lambda: _train_from_scratch(ctx, "retain", seed, name))
+
+
+def _twin_set(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = twin_training_set(ctx.splits.members, ctx.splits.twin_forget)
+    return ctx.dataset.train_x[idx], ctx.dataset.train_y[idx]
+
+
+def twin_model(ctx: Context, original: nn.Module) -> tuple[nn.Module, dict]:
+    """M_t: M_o fine-tuned on M ∪ D_tf."""
+    def build():
+        model, result = twin_original(original, *_twin_set(ctx), ctx.params, ctx.device)
+        return model, {"seconds": result.seconds, "losses": result.losses}
+
+    return _cached_model(ctx, "twin", TWIN_FIELDS, build)
+
+
+def curriculum_model(ctx: Context) -> tuple[nn.Module, dict]:
+    """M_c: the recipe stopped after `curriculum_epochs` epochs on M ∪ D_tf."""
+    p = ctx.params
+    return _cached_model(ctx, "curriculum", CURRICULUM_FIELDS,
+                         lambda: _train_from_scratch(ctx, _twin_set(ctx), p.seed + 202, "curriculum M_c",
+                                                     epochs=p.curriculum_epochs))
+
+
+def generalization_features(ctx: Context, original: nn.Module, twin: nn.Module,
+                            curriculum: nn.Module) -> tuple[dict, dict]:
+    """Raw DF/AF/CF on (M_t, D_tf) and (M_o, D_f), and the twin generalization labels g.
+
+    All three features are always computed and cached, so a feature ablation costs nothing extra.
+    """
+    p = ctx.params
+
+    def build():
+        start = time.perf_counter()
+        bank = feats.bank_indices(ctx.splits.retain, ctx.dataset.train_y, p.bank_per_class, p.seed)
+        bank_x, bank_y = ctx.dataset.train_x[bank], ctx.dataset.train_y[bank]
+        common = dict(bank_x=bank_x, bank_y=bank_y, names=list(feats.FEATURE_NAMES), knn_k=p.knn_k,
+                      adv_steps=p.adv_steps, adv_eps=p.adv_eps, device=ctx.device)
+        tx, ty = ctx.subset("twin_forget")
+        fx, fy = ctx.subset("forget")
+        payload = {"twin": feats.compute_features(twin, curriculum, tx, ty, **common),
+                   "forget": feats.compute_features(original, curriculum, fx, fy, **common),
+                   "twin_labels": generalization_labels(original, tx, ty, ctx.device)}
+        return payload, {"seconds": time.perf_counter() - start}
+
+    return ctx.cache.get_or_build("features", params_hash(p, FEATURE_FIELDS), build)
+
+
+@dataclass
+class PredictorOutput:
+    """The predictor's view of the forget set, and what it learnt from the twin problem."""
+
+    proba: torch.Tensor  # P(easy) per forget sample
+    easy: torch.Tensor  # bool: predicted generalization label per forget sample
+    threshold: float
+    twin_easy_rate: float
+    twin_cv_accuracy: float
+    seconds: float
+
+
+def predict_generalization(ctx: Context, raw: dict) -> PredictorOutput:
+    """Fit the MLP on the twin features and labels, and label the forget set easy or hard."""
+    p = ctx.params
+    start = time.perf_counter()
+    x_twin, x_forget = feats.feature_matrix(raw["twin"], raw["forget"], p.features, p.feature_scaling)
+    g = raw["twin_labels"]
+    model = fit_predictor(x_twin, g, p.predictor_epochs, p.predictor_lr, p.seed)
+    proba = predict_proba(model, x_forget)
+    twin_easy_rate = g.float().mean().item()
+    easy, threshold = predict_easy(proba, p.threshold, twin_easy_rate)
+    seconds = time.perf_counter() - start  # the CV below is a report, not part of the method's cost
+    cv = cross_validated_accuracy(x_twin, g, p.cv_folds, p.predictor_epochs, p.predictor_lr, p.seed)
+    return PredictorOutput(proba, easy, threshold, twin_easy_rate, cv, seconds)
+
+
+def tmu_predict_easy(ctx: Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
+    """TMU's one-off preparation, without the gold model: twin, curriculum, features, predictor."""
+    twin, twin_meta = twin_model(ctx, original)
+    curriculum, cur_meta = curriculum_model(ctx)
+    raw, feat_meta = generalization_features(ctx, original, twin, curriculum)
+    pred = predict_generalization(ctx, raw)
+    timing = {"twin_s": twin_meta["seconds"], "curriculum_s": cur_meta["seconds"],
+              "features_s": feat_meta["seconds"], "predictor_s": pred.seconds}
+    timing["tmu_one_off_s"] = sum(timing.values())
+    return pred, timing
+
+
+def unlearn(ctx: Context, method: str, original: nn.Module, easy: torch.Tensor | None = None) -> tuple[nn.Module, float]:
+    """Run one registered unlearning method on a copy of M_o; return the model and its wall time."""
+    rx, ry = ctx.subset("retain")
+    fx, fy = ctx.subset("forget")
+    task = UnlearnTask(original, rx, ry, fx, fy, ctx.dataset.num_classes, ctx.params, ctx.device, easy=easy)
+    seed_everything(ctx.params.seed)
+    start = time.perf_counter()
+    model = METHODS[method](task)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize()
+    return model, time.perf_counter() - start
+
+
+def model_outputs(ctx: Context, model: nn.Module) -> Outputs:
+    """A model's logits on D_f, D_r and the test set."""
+    return Outputs(*(predict(model, ctx.subset(s)[0], ctx.device) for s in ("forget", "retain", "test")))
+
+
+def score(ctx: Context, u: Outputs, g: Outputs, gold_member_rate: float | None = None) -> dict[str, float]:
+    """All per-method metrics of SPEC §7 except timing; `mia_gap` is relative to the gold model."""
+    labels = {s: ctx.subset(s)[1] for s in ("forget", "retain", "test")}
+    metrics = alignment_metrics(u, g, labels)
+    mia = loss_attack(per_sample_loss(u.retain, labels["retain"]), per_sample_loss(u.test, labels["test"]),
+                      per_sample_loss(u.forget, labels["forget"]), seed=ctx.params.seed,
+                      max_per_side=ctx.params.mia_max_per_side)
+    metrics["mia_member_rate"] = mia.member_rate
+    metrics["mia_gap"] = abs(mia.member_rate - (mia.member_rate if gold_member_rate is None else gold_member_rate))
+    return metrics
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """The `env` block of results.json."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        sha = "unknown"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {"torch": torch.__version__, "device": name, "git_sha": sha}
+
+
+def run_dir(params: Params, out: str | Path | None = None) -> Path:
+    """`out` if given, else runs/<name>/<seed>/ under the repository."""
+    return Path(out) if out else REPO_ROOT / "runs" / params.name / str(params.seed)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=True))
+    tmp.replace(path)
+
+
+def run(params: Params, out: str | Path | None = None) -> dict:
+    """Run every stage and every method in `params.methods`; write results.json and figures."""
+    from . import plots
+
+    out_dir = run_dir(params, out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = prepare(params)
+    torch.save(ctx.splits.to_dict(), out_dir / "splits.pt")
+    results: dict[str, Any] = {"params": params.to_dict(), "params_hash": params_hash(params, params.to_dict()),
+                               "env": environment(ctx.device), "splits": ctx.splits.sizes(), "complete": False}
+
+    original, o_meta = original_model(ctx)
+    gold, g_meta = gold_model(ctx, 0)
+    gold2, g2_meta = gold_model(ctx, 1)
+    results["timing"] = {"original_s": o_meta["seconds"], "gold_s": g_meta["seconds"], "gold2_s": g2_meta["seconds"]}
+    gold_out = model_outputs(ctx, gold)
+    true_easy = gold_out.forget.argmax(1) == ctx.subset("forget")[1]
+
+    gold_metrics = score(ctx, gold_out, gold_out)
+    gold_rate = gold_metrics["mia_member_rate"]
+    floor = score(ctx, model_outputs(ctx, gold2), gold_out, gold_rate)
+    floor.update(time_s=g2_meta["seconds"], rte=g_meta["seconds"] / g2_meta["seconds"])
+    results["noise_floor"] = floor
+
+    needs_predictor = any(m in params.methods for m in ("tmu",))
+    pred = None
+    if needs_predictor:
+        pred, tmu_timing = tmu_predict_easy(ctx, original)
+        results["timing"].update(tmu_timing)
+        results["predictor"] = quality_report(pred.proba, pred.easy, true_easy, pred.twin_easy_rate,
+                                              pred.twin_cv_accuracy)
+        results["predictor"]["threshold"] = pred.threshold
+
+    results["methods"] = {}
+    easy_for = {"tmu": pred.easy if pred else None, "tmu_oracle": true_easy,
+                "tmu_all_hard": torch.zeros_like(true_easy)}
+    bar = tqdm(params.methods, desc="methods", disable=not progress_enabled(params.progress), leave=False)
+    for method in bar:
+        bar.set_postfix_str(method)
+        if method == "original":
+            metrics = score(ctx, model_outputs(ctx, original), gold_out, gold_rate)
+            metrics.update(time_s=0.0, rte=None)
+        elif method == "retrain":
+            metrics = dict(gold_metrics, time_s=g_meta["seconds"], rte=1.0)
+        else:
+            model, seconds = unlearn(ctx, method, original, easy_for.get(method))
+            metrics = score(ctx, model_outputs(ctx, model), gold_out, gold_rate)
+            metrics.update(time_s=seconds, rte=g_meta["seconds"] / seconds)
+        results["methods"][method] = metrics
+        _write_json(out_dir / "results.json", results)  # an interrupted run keeps what it measured
+    results["complete"] = True
+    _write_json(out_dir / "results.json", results)
+    plots.save_run_figures(results, out_dir / "figures")
+    return results
+
+
+def is_finite(x: Any) -> bool:
+    """True for a real, finite number."""
+    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,86 @@
+"""What every unlearning method shares: the task it receives and the fine-tuning plumbing.
+
+Every method, TMU and baselines alike, is a function `UnlearnTask -> nn.Module`. It starts from a
+copy of the original model and never sees the gold model, so the comparison is like with like.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..params import Params
+from ..training import predict, to_input
+
+
+@dataclass
+class UnlearnTask:
+    """The inputs of one unlearning request (images are uint8 (N, C, H, W), labels int64)."""
+
+    original: nn.Module  # M_o: copied, never modified
+    retain_x: torch.Tensor  # D_r
+    retain_y: torch.Tensor
+    forget_x: torch.Tensor  # D_f
+    forget_y: torch.Tensor
+    num_classes: int
+    params: Params
+    device: torch.device
+    easy: torch.Tensor | None = None  # bool per D_f sample: which forget samples to keep correct (TMU)
+
+
+def start_model(task: UnlearnTask) -> nn.Module:
+    """A trainable copy of the original model on the task's device."""
+    model = copy.deepcopy(task.original).to(task.device)
+    model.train()
+    return model
+
+
+def method_generator(task: UnlearnTask, salt: int) -> torch.Generator:
+    """A generator seeded by the run seed and a per-method salt, so methods draw independently."""
+    return torch.Generator().manual_seed(task.params.seed * 7919 + salt)
+
+
+def retain_subset(task: UnlearnTask, generator: torch.Generator) -> torch.Tensor:
+    """Indices of the `retain_fraction` of D_r replayed by fine-tuning methods (drawn once per run)."""
+    n = len(task.retain_y)
+    take = max(1, int(round(task.params.retain_fraction * n)))
+    return torch.randperm(n, generator=generator)[:take].sort().values
+
+
+def unlearn_optimizer(model: nn.Module, params: Params, lr: float | None = None) -> torch.optim.SGD:
+    """SGD with momentum 0.9 and weight decay 5e-4 (SPEC §6) at `unlearn_lr` unless told otherwise."""
+    return torch.optim.SGD(model.parameters(), lr=params.unlearn_lr if lr is None else lr,
+                           momentum=0.9, weight_decay=5e-4)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A shuffled split of range(n) into batches."""
+    return list(torch.randperm(n, generator=generator).split(batch_size))
+
+
+def batch_input(x: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 images `x[idx]` as model input on `device`."""
+    return to_input(x[idx], device)
+
+
+@torch.no_grad()
+def original_logits(task: UnlearnTask, x: torch.Tensor) -> torch.Tensor:
+    """Logits of the (unmodified) original model on `x`, on the CPU."""
+    return predict(task.original, x, task.device)
+
+
+def runner_up_labels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The most likely class other than the true one: how a model that has not memorised a sample
+    tends to get it wrong."""
+    masked = logits.clone()
+    masked[torch.arange(len(labels)), labels] = float("-inf")
+    return masked.argmax(1)
+
+
+def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """A label drawn uniformly from the classes other than the true one."""
+    shift = torch.randint(1, num_classes, labels.shape, generator=generator)
+    return (labels + shift) % num_classes
+

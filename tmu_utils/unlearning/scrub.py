@@ -1,0 +1,48 @@
+"""SCRUB (Kurmanji et al. 2023, "Towards Unbounded Machine Unlearning"): a student copy of the
+original alternates max-steps, which push its outputs on D_f away from the frozen original
+(teacher), with min-steps, which keep it close to the teacher on retain data plus a little
+cross-entropy. Max-steps stop after `scrub_max_epochs`; the remaining epochs only repair D_r.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import (UnlearnTask, batch_input, batches, method_generator, original_logits, retain_subset,
+                     start_model, unlearn_optimizer)
+
+
+def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) at `temperature`, scaled by T^2 so gradients keep their size across T."""
+    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.softmax(teacher_logits / temperature, dim=1),
+                    reduction="batchmean") * temperature ** 2
+
+
+def scrub(task: UnlearnTask) -> nn.Module:
+    """Alternate forget max-steps (first `scrub_max_epochs` epochs) and retain min-steps."""
+    p, device = task.params, task.device
+    gen = method_generator(task, salt=16)
+    model = start_model(task)
+    retain = retain_subset(task, gen)
+    rx, ry = task.retain_x[retain], task.retain_y[retain]
+    # The teacher is the frozen original and sees no augmentation: its logits are computed once.
+    retain_teacher = original_logits(task, rx)
+    forget_teacher = original_logits(task, task.forget_x)
+    T = p.scrub_temperature
+    opt = unlearn_optimizer(model, p)
+    for epoch in range(p.unlearn_epochs):
+        if epoch < p.scrub_max_epochs:
+            for idx in batches(len(task.forget_y), p.unlearn_batch_size, gen):
+                loss = -distill_kl(model(batch_input(task.forget_x, idx, device)), forget_teacher[idx].to(device), T)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        for idx in batches(len(ry), p.unlearn_batch_size, gen):
+            logits = model(batch_input(rx, idx, device))
+            loss = (p.scrub_alpha * distill_kl(logits, retain_teacher[idx].to(device), T)
+                    + p.scrub_gamma * F.cross_entropy(logits, ry[idx].to(device)))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
