@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .params import ParamsError, load_params
 
@@ -16,7 +17,21 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one parameter (repeatable)")
     run_p.add_argument("--out", help="output folder (default runs/<name>/<seed>)")
+    run_p.add_argument("--quiet", action="store_true", help="do not print the results table")
+    sweep_p = sub.add_parser("sweep", help="run a sweep file (base params × grid × seeds) and summarise it")
+    sweep_p.add_argument("sweep", help="a sweep YAML file, e.g. params/sweeps/seeds.yaml")
+    sweep_p.add_argument("--out", required=True, help="output folder: one sub-folder per run, plus summary.*")
+    sweep_p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
+    data_p = sub.add_parser("data", help="check that a data set can be found (or --download it)")
+    data_p.add_argument("dataset", help="fashion_mnist, mnist, cifar10, cifar100, cifar20")
+    data_p.add_argument("--data-dir", default=None, help="look here first")
+    data_p.add_argument("--download", action="store_true", help="fetch it through torchvision if missing")
+    data_p.add_argument("--quiet", action="store_true", help="print nothing when it is found")
     args = parser.parse_args(argv)
+    if args.command == "data":
+        return _data_command(args)
+    if args.command == "sweep":
+        return _sweep_command(args)
     try:
         params = load_params(args.params, args.overrides)
     except ParamsError as e:
@@ -32,12 +47,47 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    if args.quiet:
+        return 0
     print(f"\nResults of '{params.name}' (seed {params.seed}) on {results['env']['device']}; "
           f"written to {run_dir(params, args.out)}/results.json\n")
     print(results_table(results))
     if "predictor" in results:
         print("\nGeneralization-label predictor vs the gold model's labels:\n")
         print(predictor_table(results["predictor"]))
+    return 0
+
+
+def _sweep_command(args: argparse.Namespace) -> int:
+    from .sweep import execute, expand, summarize
+
+    try:
+        base, runs = expand(args.sweep, args.out)
+    except (ParamsError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    failures = execute(base, runs, jobs=args.jobs)
+    summary = summarize(runs, args.out)
+    print(f"\n{summary.read_text()}\nwritten to {summary} and {summary.with_suffix('.csv')}")
+    for label, messages in failures.items():
+        for message in messages:
+            print(f"failed: {label}: {message}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _data_command(args: argparse.Namespace) -> int:
+    from .data import DatasetNotFoundError, load_dataset
+
+    try:
+        d = load_dataset(args.dataset, args.data_dir, download=args.download)
+    except (DatasetNotFoundError, ValueError) as e:
+        if not args.quiet:
+            print(f"error: {e}", file=sys.stderr)
+        return 3
+    if not args.quiet:
+        print(f"{d.name}: {len(d.train_y)} train + {len(d.test_y)} test images of shape "
+              f"{tuple(d.train_x.shape[1:])}, {d.num_classes} classes, from {d.source}")
     return 0
 
 

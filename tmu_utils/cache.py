@@ -74,7 +74,7 @@ class Cache:
             data = pt.read_bytes()
             if hashlib.sha256(data).hexdigest() != sidecar["sha256"]:
                 raise ValueError(f"hash mismatch ({len(data)} bytes, expected {sidecar['bytes']})")
-                payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+            payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
         except Exception as e:  # noqa: BLE001 - any unreadable artefact is rebuilt
             warnings.warn(f"cache artefact {pt} is corrupt ({e}); rebuilding it", CacheCorruptionWarning, stacklevel=2)
             pt.unlink(missing_ok=True)

@@ -14,8 +14,13 @@ _EPS = 1e-8
 
 
 def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy per sample (reduction='none'), shape (n,)."""
-    return F.cross_entropy(logits.float(), labels.to(logits.device).long(), reduction="none")
+    """Cross-entropy per sample (reduction='none'), shape (n,).
+
+    A diverged model gives NaN or infinite logits; such samples count as maximally lost (1e4) so
+    the attack still runs and scores that model as forgetting everything.
+    """
+    loss = F.cross_entropy(logits.float(), labels.to(logits.device).long(), reduction="none")
+    return torch.nan_to_num(loss, nan=1e4, posinf=1e4)
 
 
 @dataclass

@@ -54,7 +54,7 @@ class Params:
     arch: str = "small_cnn"  # small_cnn | mlp | resnet18
     epochs: int = 20  # epochs for the original and gold models
     batch_size: int = 256  # training batch size
-    optimizer: str = "adam"  # adam | sgd
+    optimizer: str = "adam"  # adam | sgd: the optimiser of the training recipe
     lr: float = 1e-3  # peak learning rate
     momentum: float = 0.9  # SGD momentum
     weight_decay: float = 0.0  # L2 weight decay
@@ -79,7 +79,7 @@ class Params:
     # --- unlearning (SPEC §6) ---
     methods: list = field(default_factory=lambda: list(UNLEARNING_METHODS))  # methods to run and score
     unlearn_epochs: int = 3  # epochs of every fine-tuning-based unlearning method
-    unlearn_lr: float = 0.02  # SGD learning rate of the unlearning fine-tune
+    unlearn_lr: float = 0.005  # SGD learning rate of the unlearning fine-tune
     unlearn_batch_size: int = 128  # batch size of the unlearning fine-tune
     retain_fraction: float = 0.3  # share of D_r replayed during unlearning (efficiency knob)
     hard_loss: str = "random_label"  # random_label | ascent: how predicted-hard samples are unlearned
@@ -90,7 +90,8 @@ class Params:
     neggrad_lr: float = 0.005  # ascent learning rate of neggrad
     neggrad_plus_alpha: float = 0.5  # weight of forget ascent against retain descent
     bad_teacher_temperature: float = 1.0  # distillation temperature of bad_teacher
-    scrub_max_epochs: int = 1  # epochs with forget max-steps (then only min-steps)
+    scrub_lr: float = 0.005  # SGD learning rate of SCRUB (its max-steps diverge at unlearn_lr)
+    scrub_max_epochs: int = 2  # epochs with forget max-steps (then only min-steps)
     scrub_alpha: float = 1.0  # weight of the KL term in SCRUB's min-step
     scrub_gamma: float = 0.1  # weight of the retain CE term in SCRUB's min-step
     scrub_temperature: float = 4.0  # SCRUB distillation temperature
@@ -118,7 +119,7 @@ _CHOICES = {
 }
 _POSITIVE = ("epochs", "batch_size", "lr", "twin_lr", "knn_k", "bank_per_class", "predictor_epochs",
              "predictor_lr", "unlearn_epochs", "unlearn_lr", "unlearn_batch_size", "hard_repeat",
-             "image_size", "neggrad_lr", "bad_teacher_temperature", "scrub_temperature",
+             "image_size", "neggrad_lr", "scrub_lr", "bad_teacher_temperature", "scrub_temperature",
              "mia_max_per_side", "curriculum_epochs")
 _NON_NEGATIVE = ("seed", "train_limit", "test_limit", "weight_decay", "momentum", "twin_epochs",
                  "adv_steps", "adv_eps", "noise_std", "neggrad_plus_alpha", "scrub_max_epochs",

@@ -30,7 +30,7 @@ def scrub(task: UnlearnTask) -> nn.Module:
     retain_teacher = original_logits(task, rx)
     forget_teacher = original_logits(task, task.forget_x)
     T = p.scrub_temperature
-    opt = unlearn_optimizer(model, p)
+    opt = unlearn_optimizer(model, p, lr=p.scrub_lr)
     for epoch in range(p.unlearn_epochs):
         if epoch < p.scrub_max_epochs:
             for idx in batches(len(task.forget_y), p.unlearn_batch_size, gen):

@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv when missing,
+# installs the package (pinned torch in the pip path) and makes sure the default data is there;
+# a second run only re-checks, which takes seconds.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# torch wheels from the registry's default index; conda users see environment.yml instead
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test data install clean-cache
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install $(TORCH)
+	$(PY) -m pip install -e ".[dev]"
+	# A python3 kernel inside the venv, so papermill and nbval run the notebooks with this install.
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (tmu)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist; elsewhere set TMU_DATA_DIR or let
+# `python -m tmu_utils data --download` fetch it through torchvision.
+data: $(STAMP)
+	@$(PY) -m tmu_utils data fashion_mnist --quiet || \
+	  { $(SUDO) apt-get install -y dataset-fashion-mnist || \
+	    { $(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist; }; } || \
+	  $(PY) -m tmu_utils data fashion_mnist --download
+
+demo: data
+	$(PY) -m tmu_utils run params/default.yaml
+
+test: data
+	TMU_PROGRESS=0 $(PY) -m pytest
+
+clean-cache:
+	rm -rf $${TMU_CACHE_DIR:-$$HOME/.cache/tmu/artifacts}

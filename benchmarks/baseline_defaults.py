@@ -1,0 +1,46 @@
+"""Each baseline at a few values of its own knob, on the cached default models: the measurement
+behind the baseline defaults in tmu_utils/params.py (each should forget without collapsing).
+
+Run: python benchmarks/baseline_defaults.py [params/default.yaml] [key=value ...]
+"""
+from __future__ import annotations
+
+import sys
+
+from tmu_utils import pipeline
+from tmu_utils.params import load_params
+
+GRID = {
+    "neggrad": [{"neggrad_lr": v} for v in (0.0002, 0.0005, 0.001)],
+    "neggrad_plus": [{"neggrad_plus_alpha": v} for v in (0.2, 0.5)],
+    "scrub": [{"scrub_lr": v} for v in (0.002, 0.005, 0.01)],
+    "random_label": [{}],
+    "bad_teacher": [{}],
+    "salun": [{}],
+    "finetune": [{}],
+    "l1_sparse": [{}],
+}
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    path = args.pop(0) if args and args[0].endswith(".yaml") else "params/default.yaml"
+    ctx = pipeline.prepare(load_params(path, args + ["progress=false"]))
+    original, _ = pipeline.original_model(ctx)
+    gold, _ = pipeline.gold_model(ctx, 0)
+    gold_out = pipeline.model_outputs(ctx, gold)
+    print("| method | setting | forget % | retain % | test % | Δforget pp | AD | time s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method, settings in GRID.items():
+        for setting in settings:
+            ctx.params = load_params(path, args + ["progress=false"] + [f"{k}={v}" for k, v in setting.items()])
+            model, seconds = pipeline.unlearn(ctx, method, original)
+            m = pipeline.score(ctx, pipeline.model_outputs(ctx, model), gold_out)
+            label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "defaults"
+            print(f"| {method} | {label} | {100 * m['forget_acc']:.2f} | {100 * m['retain_acc']:.2f} | "
+                  f"{100 * m['test_acc']:.2f} | {100 * m['delta_forget']:.2f} | {m['activation_distance']:.3f} | "
+                  f"{seconds:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

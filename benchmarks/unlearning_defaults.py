@@ -1,0 +1,55 @@
+"""How TMU's unlearning knobs trade alignment against damage, on the cached default models.
+
+Run: python benchmarks/unlearning_defaults.py [params/default.yaml] [key=value ...]
+Trains nothing new when `python -m tmu_utils run params/default.yaml` ran before (models are
+cached). Prints, for each setting, TMU with the predictor's and with the gold labels (oracle):
+Δ forget, AD, agreement, test accuracy gap and the time. This is the measurement behind the
+defaults of unlearn_lr, unlearn_epochs, hard_repeat, hard_label and hard_loss.
+"""
+from __future__ import annotations
+
+import sys
+
+from tmu_utils import pipeline
+from tmu_utils.params import load_params
+
+SETTINGS = [
+    {},
+    {"unlearn_lr": 0.01},
+    {"unlearn_lr": 0.005},
+    {"unlearn_lr": 0.01, "hard_repeat": 8},
+    {"unlearn_lr": 0.01, "unlearn_epochs": 5},
+    {"unlearn_lr": 0.01, "retain_fraction": 0.5},
+    {"unlearn_lr": 0.01, "hard_label": "random"},
+    {"unlearn_lr": 0.01, "hard_loss": "ascent", "hard_repeat": 1},
+    {"unlearn_lr": 0.01, "noise_std": 0.0},
+]
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    path = args.pop(0) if args and args[0].endswith(".yaml") else "params/default.yaml"
+    base = load_params(path, args + ["progress=false"])
+    ctx = pipeline.prepare(base)
+    original, _ = pipeline.original_model(ctx)
+    gold, g_meta = pipeline.gold_model(ctx, 0)
+    gold_out = pipeline.model_outputs(ctx, gold)
+    true_easy = gold_out.forget.argmax(1) == ctx.subset("forget")[1]
+    pred, _ = pipeline.tmu_predict_easy(ctx, original)
+    print(f"gold forget acc {gold_out.forget.argmax(1).eq(ctx.subset('forget')[1]).float().mean():.4f}; "
+          f"predicted easy rate {pred.easy.float().mean():.4f}")
+    print("| setting | variant | Δforget pp | AD | agree % | hard acc % | |Δtest| pp | time s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for setting in SETTINGS:
+        ctx.params = load_params(path, args + ["progress=false"] + [f"{k}={v}" for k, v in setting.items()])
+        label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "defaults"
+        for variant, easy in (("tmu", pred.easy), ("tmu_oracle", true_easy)):
+            model, seconds = pipeline.unlearn(ctx, "tmu", original, easy)
+            m = pipeline.score(ctx, pipeline.model_outputs(ctx, model), gold_out)
+            print(f"| {label} | {variant} | {100 * m['delta_forget']:.2f} | {m['activation_distance']:.3f} | "
+                  f"{100 * m['agreement']:.1f} | {100 * m['hard_acc']:.1f} | {100 * m['delta_test']:.2f} | "
+                  f"{seconds:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

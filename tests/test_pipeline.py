@@ -1,0 +1,98 @@
+"""End to end on params/smoke.yaml: the results.json schema, cache reuse, the CLI, and proof that
+TMU itself never touches the gold model."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tmu_utils import pipeline
+from tmu_utils.__main__ import main
+from tmu_utils.metrics import METRIC_KEYS
+from tmu_utils.params import UNLEARNING_METHODS, load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "params" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    params = load_params(SMOKE, [f"cache_dir={cache_dir}"])
+    return pipeline.run(params, out), out
+
+
+def test_results_json_schema(smoke_run):
+    results, out = smoke_run
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["complete"] is True
+    assert set(on_disk) >= {"params", "params_hash", "env", "splits", "predictor", "timing", "methods", "noise_floor"}
+    assert set(on_disk["env"]) == {"torch", "device", "git_sha"}
+    assert set(on_disk["splits"]) == {"members", "holdout", "forget", "retain", "twin_forget", "test"}
+    assert set(on_disk["predictor"]) >= {"twin_easy_rate", "true_easy_rate", "predicted_easy_rate", "accuracy",
+                                         "balanced_accuracy", "auc", "twin_cv_accuracy"}
+    assert set(on_disk["timing"]) >= {"original_s", "gold_s", "twin_s", "curriculum_s", "features_s", "predictor_s"}
+    assert list(on_disk["methods"]) == list(UNLEARNING_METHODS)
+    for name, metrics in on_disk["methods"].items():
+        assert set(metrics) == set(METRIC_KEYS), name
+        for key, value in metrics.items():
+            if not (name == "original" and key == "rte"):
+                assert isinstance(value, float) and math.isfinite(value), (name, key, value)
+    assert set(on_disk["noise_floor"]) == set(METRIC_KEYS)
+    assert on_disk["methods"]["retrain"]["delta_forget"] == 0.0
+    assert (out / "splits.pt").exists() and (out / "figures" / "delta_forget.png").exists()
+
+
+def test_metrics_are_fractions(smoke_run):
+    results, _ = smoke_run
+    for metrics in list(results["methods"].values()) + [results["noise_floor"]]:
+        for key in ("forget_acc", "retain_acc", "test_acc", "delta_forget", "agreement", "mia_member_rate"):
+            assert 0.0 <= metrics[key] <= 1.0
+        assert 0.0 <= metrics["js_divergence"] <= math.log(2) + 1e-9
+
+
+def test_second_run_reuses_every_model(smoke_run, cache_dir, tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached model was trained again")
+
+    monkeypatch.setattr(pipeline, "train_model", no_training)
+    monkeypatch.setattr(pipeline, "twin_original", no_training)
+    params = load_params(SMOKE, [f"cache_dir={cache_dir}", "methods=[original,retrain,tmu]"])
+    again = pipeline.run(params, tmp_path)
+    assert again["timing"]["gold_s"] == smoke_run[0]["timing"]["gold_s"]  # measured once, stored with the model
+
+
+def test_tmu_never_touches_the_gold_model(tmp_path, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the method asked for the gold model")
+
+    monkeypatch.setattr(pipeline, "gold_model", forbidden)
+    params = load_params(SMOKE, [f"cache_dir={tmp_path}"])
+    ctx = pipeline.prepare(params)
+    original, _ = pipeline.original_model(ctx)
+    pred, timing = pipeline.tmu_predict_easy(ctx, original)
+    model, seconds = pipeline.unlearn(ctx, "tmu", original, pred.easy)
+    assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built
+    assert 0 < pred.easy.float().mean() < 1 and seconds > 0 and timing["tmu_one_off_s"] > 0
+    changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values())]
+    assert any(changed)
+
+
+def test_cli_rejects_a_bad_key_naming_it(capsys):
+    assert main(["run", str(SMOKE), "--set", "unlearn_epoch=2"]) == 2
+    assert "unknown parameter 'unlearn_epoch'" in capsys.readouterr().err
+
+
+def test_cli_missing_data_names_every_place(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TMU_DATA_DIR", str(tmp_path / "data"))
+    code = main(["run", str(SMOKE), "--set", "dataset=cifar10", "--set", f"cache_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert str(tmp_path / "data") in err and str(tmp_path / "home" / ".cache" / "tmu") in err
