@@ -15,14 +15,14 @@ from tmu_utils.params import load_params
 
 SETTINGS = [
     {},
+    {"unlearn_lr": 0.02},
     {"unlearn_lr": 0.01},
-    {"unlearn_lr": 0.005},
-    {"unlearn_lr": 0.01, "hard_repeat": 8},
-    {"unlearn_lr": 0.01, "unlearn_epochs": 5},
-    {"unlearn_lr": 0.01, "retain_fraction": 0.5},
-    {"unlearn_lr": 0.01, "hard_label": "random"},
-    {"unlearn_lr": 0.01, "hard_loss": "ascent", "hard_repeat": 1},
-    {"unlearn_lr": 0.01, "noise_std": 0.0},
+    {"hard_repeat": 8},
+    {"hard_repeat": 1},
+    {"unlearn_epochs": 5},
+    {"hard_label": "random"},
+    {"hard_loss": "ascent", "hard_repeat": 1},
+    {"noise_std": 0.0},
 ]
 
 

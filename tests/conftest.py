@@ -48,7 +48,9 @@ def small_original(small_problem):
 def make_task(small_problem, small_original):
     """Build an UnlearnTask on the small problem; keyword arguments override Params fields."""
     def make(easy=None, **overrides):
-        params = make_params({"unlearn_epochs": 3, "retain_fraction": 0.5, "progress": False, **overrides})
+        # unlearn_lr 0.02: the rate the small-problem margins in test_baselines.py were measured at
+        params = make_params({"unlearn_epochs": 3, "retain_fraction": 0.5, "unlearn_lr": 0.02, "progress": False,
+                              **overrides})
         return UnlearnTask(small_original, small_problem["retain_x"], small_problem["retain_y"],
                            small_problem["forget_x"], small_problem["forget_y"], 10, params,
                            torch.device("cpu"), easy=easy)

@@ -24,8 +24,8 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def smoke_run(cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    params = load_params(SMOKE, [f"cache_dir={cache_dir}"])
-    return pipeline.run(params, out), out
+    params = load_params(SMOKE, [f"cache_dir={cache_dir}", f"out_dir={out}"])
+    return pipeline.run(params), out
 
 
 def test_results_json_schema(smoke_run):
@@ -63,8 +63,8 @@ def test_second_run_reuses_every_model(smoke_run, cache_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(pipeline, "train_model", no_training)
     monkeypatch.setattr(pipeline, "twin_original", no_training)
-    params = load_params(SMOKE, [f"cache_dir={cache_dir}", "methods=[original,retrain,tmu]"])
-    again = pipeline.run(params, tmp_path)
+    params = load_params(SMOKE, [f"cache_dir={cache_dir}", "methods=[original,retrain,tmu]", f"out_dir={tmp_path}"])
+    again = pipeline.run(params)
     assert again["timing"]["gold_s"] == smoke_run[0]["timing"]["gold_s"]  # measured once, stored with the model
 
 

@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         return _data_command(args)
     if args.command == "sweep":
         return _sweep_command(args)
+    overrides = args.overrides + ([f"out_dir={args.out}"] if args.out else [])
     try:
-        params = load_params(args.params, args.overrides)
+        params = load_params(args.params, overrides)
     except ParamsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -43,14 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     from .report import predictor_table, results_table
 
     try:
-        results = run(params, args.out)
+        results = run(params)
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
     if args.quiet:
         return 0
     print(f"\nResults of '{params.name}' (seed {params.seed}) on {results['env']['device']}; "
-          f"written to {run_dir(params, args.out)}/results.json\n")
+          f"written to {run_dir(params)}/results.json\n")
     print(results_table(results))
     if "predictor" in results:
         print("\nGeneralization-label predictor vs the gold model's labels:\n")

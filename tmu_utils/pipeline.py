@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import subprocess
 import time
 from dataclasses import dataclass
@@ -231,6 +230,29 @@ def model_outputs(ctx: Context, model: nn.Module) -> Outputs:
     return Outputs(*(predict(model, ctx.subset(s)[0], ctx.device) for s in ("forget", "retain", "test")))
 
 
+# Fields that change how a run is shown or stored, never what it computes.
+PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "methods", "mia_max_per_side")
+
+
+def unlearned_outputs(ctx: Context, method: str, original: nn.Module,
+                      easy: torch.Tensor | None = None) -> tuple[Outputs, float]:
+    """The logits of `method`'s unlearned model and its unlearning time, cached per method.
+
+    The key covers every parameter that can change the result, so 04_unlearning computes and
+    05_evaluation (or a re-run) fetches.
+    """
+    fields = [f for f in ctx.params.to_dict() if f not in PRESENTATION_FIELDS]
+    key = f"{method}-{params_hash(ctx.params, fields)}"
+
+    def build():
+        model, seconds = unlearn(ctx, method, original, easy)
+        out = model_outputs(ctx, model)
+        return {"forget": out.forget, "retain": out.retain, "test": out.test}, {"seconds": seconds}
+
+    payload, meta = ctx.cache.get_or_build("unlearned", key, build)
+    return Outputs(payload["forget"], payload["retain"], payload["test"]), meta["seconds"]
+
+
 def score(ctx: Context, u: Outputs, g: Outputs, gold_member_rate: float | None = None) -> dict[str, float]:
     """All per-method metrics of SPEC §7 except timing; `mia_gap` is relative to the gold model."""
     labels = {s: ctx.subset(s)[1] for s in ("forget", "retain", "test")}
@@ -254,73 +276,103 @@ def environment(device: torch.device) -> dict[str, str]:
     return {"torch": torch.__version__, "device": name, "git_sha": sha}
 
 
-def run_dir(params: Params, out: str | Path | None = None) -> Path:
-    """`out` if given, else runs/<name>/<seed>/ under the repository."""
-    return Path(out) if out else REPO_ROOT / "runs" / params.name / str(params.seed)
+def run_dir(params: Params) -> Path:
+    """`out_dir` if given, else runs/<name>/<seed>/ under the repository."""
+    return Path(params.out_dir) if params.out_dir else REPO_ROOT / "runs" / params.name / str(params.seed)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=True))
-    tmp.replace(path)
+@dataclass
+class References:
+    """The models every evaluation compares against, and what the gold model says about D_f."""
+
+    original: nn.Module
+    gold_outputs: Outputs
+    gold2_outputs: Outputs
+    true_easy: torch.Tensor  # bool per D_f sample: the gold model classifies it correctly
+    timing: dict[str, float]
 
 
-def run(params: Params, out: str | Path | None = None) -> dict:
-    """Run every stage and every method in `params.methods`; write results.json and figures."""
-    from . import plots
-
-    out_dir = run_dir(params, out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = prepare(params)
-    torch.save(ctx.splits.to_dict(), out_dir / "splits.pt")
-    results: dict[str, Any] = {"params": params.to_dict(), "params_hash": params_hash(params, params.to_dict()),
-                               "env": environment(ctx.device), "splits": ctx.splits.sizes(), "complete": False}
-
+def references(ctx: Context) -> References:
+    """M_o, M_g and M_g' (trained or fetched) and the gold generalization labels of D_f."""
     original, o_meta = original_model(ctx)
     gold, g_meta = gold_model(ctx, 0)
     gold2, g2_meta = gold_model(ctx, 1)
-    results["timing"] = {"original_s": o_meta["seconds"], "gold_s": g_meta["seconds"], "gold2_s": g2_meta["seconds"]}
     gold_out = model_outputs(ctx, gold)
     true_easy = gold_out.forget.argmax(1) == ctx.subset("forget")[1]
+    timing = {"original_s": o_meta["seconds"], "gold_s": g_meta["seconds"], "gold2_s": g2_meta["seconds"]}
+    return References(original, gold_out, model_outputs(ctx, gold2), true_easy, timing)
 
-    gold_metrics = score(ctx, gold_out, gold_out)
+
+def method_outputs(ctx: Context, refs: References, method: str,
+                   pred: PredictorOutput | None = None) -> tuple[Outputs, float]:
+    """Outputs and unlearning time of one method; TMU variants get their easy/hard split here."""
+    easy = {"tmu": pred.easy if pred is not None else None, "tmu_oracle": refs.true_easy,
+            "tmu_all_hard": torch.zeros_like(refs.true_easy)}.get(method)
+    if method == "tmu" and easy is None:
+        raise ValueError("method 'tmu' needs the predictor's output (pred)")
+    return unlearned_outputs(ctx, method, refs.original, easy)
+
+
+def evaluate(ctx: Context) -> dict:
+    """Every stage and every method in `params.methods`, scored against the gold model (SPEC §7).
+
+    results.json is rewritten after each method, so an interrupted run keeps what it measured.
+    """
+    params = ctx.params
+    out_dir = run_dir(params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(ctx.splits.to_dict(), out_dir / "splits.pt")
+    results: dict[str, Any] = {"params": params.to_dict(), "params_hash": params_hash(params, params.to_dict()),
+                               "env": environment(ctx.device), "splits": ctx.splits.sizes(), "complete": False}
+    refs = references(ctx)
+    results["timing"] = dict(refs.timing)
+    gold_metrics = score(ctx, refs.gold_outputs, refs.gold_outputs)
     gold_rate = gold_metrics["mia_member_rate"]
-    floor = score(ctx, model_outputs(ctx, gold2), gold_out, gold_rate)
-    floor.update(time_s=g2_meta["seconds"], rte=g_meta["seconds"] / g2_meta["seconds"])
+    floor = score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate)
+    floor.update(time_s=refs.timing["gold2_s"], rte=refs.timing["gold_s"] / refs.timing["gold2_s"])
     results["noise_floor"] = floor
 
-    needs_predictor = any(m in params.methods for m in ("tmu",))
     pred = None
-    if needs_predictor:
-        pred, tmu_timing = tmu_predict_easy(ctx, original)
+    if "tmu" in params.methods:
+        pred, tmu_timing = tmu_predict_easy(ctx, refs.original)
         results["timing"].update(tmu_timing)
-        results["predictor"] = quality_report(pred.proba, pred.easy, true_easy, pred.twin_easy_rate,
+        results["predictor"] = quality_report(pred.proba, pred.easy, refs.true_easy, pred.twin_easy_rate,
                                               pred.twin_cv_accuracy)
         results["predictor"]["threshold"] = pred.threshold
 
     results["methods"] = {}
-    easy_for = {"tmu": pred.easy if pred else None, "tmu_oracle": true_easy,
-                "tmu_all_hard": torch.zeros_like(true_easy)}
     bar = tqdm(params.methods, desc="methods", disable=not progress_enabled(params.progress), leave=False)
     for method in bar:
         bar.set_postfix_str(method)
         if method == "original":
-            metrics = score(ctx, model_outputs(ctx, original), gold_out, gold_rate)
+            metrics = score(ctx, model_outputs(ctx, refs.original), refs.gold_outputs, gold_rate)
             metrics.update(time_s=0.0, rte=None)
         elif method == "retrain":
-            metrics = dict(gold_metrics, time_s=g_meta["seconds"], rte=1.0)
+            metrics = dict(gold_metrics, time_s=refs.timing["gold_s"], rte=1.0)
         else:
-            model, seconds = unlearn(ctx, method, original, easy_for.get(method))
-            metrics = score(ctx, model_outputs(ctx, model), gold_out, gold_rate)
-            metrics.update(time_s=seconds, rte=g_meta["seconds"] / seconds)
+            outputs, seconds = method_outputs(ctx, refs, method, pred)
+            metrics = score(ctx, outputs, refs.gold_outputs, gold_rate)
+            metrics.update(time_s=seconds, rte=refs.timing["gold_s"] / seconds)
         results["methods"][method] = metrics
-        _write_json(out_dir / "results.json", results)  # an interrupted run keeps what it measured
+        write_results(out_dir, results)
     results["complete"] = True
-    _write_json(out_dir / "results.json", results)
-    plots.save_run_figures(results, out_dir / "figures")
+    write_results(out_dir, results)
     return results
 
 
-def is_finite(x: Any) -> bool:
-    """True for a real, finite number."""
-    return isinstance(x, (int, float)) and math.isfinite(x)
+def write_results(out_dir: Path, results: dict) -> Path:
+    """Write results.json atomically."""
+    path = Path(out_dir) / "results.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2, allow_nan=True))
+    tmp.replace(path)
+    return path
+
+
+def run(params: Params) -> dict:
+    """The whole pipeline in this process: results.json and the standard figures in run_dir(params)."""
+    from . import plots
+
+    results = evaluate(prepare(params))
+    plots.save_run_figures(results, run_dir(params) / "figures")
+    return results

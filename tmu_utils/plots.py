@@ -1,9 +1,11 @@
 """The figures the notebooks show, each also saved into the run folder by `save_fig`."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import torch
 
 GOLD_COLOR, TMU_COLOR, OTHER_COLOR = "#2a9d8f", "#e76f51", "#8d99ae"
 
@@ -49,6 +51,120 @@ def plot_delta(results: dict) -> plt.Figure:
     ax.set_ylabel("Δ forget (pp)")
     ax.set_title("Alignment gap to the gold model (lower is better)")
     ax.legend()
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_groups(accuracies: dict[str, dict[str, float]]) -> plt.Figure:
+    """Grouped bars: for each split (forget, retain, test), one bar per model; values are fractions."""
+    models = list(accuracies)
+    splits = list(next(iter(accuracies.values())))
+    width = 0.8 / len(models)
+    colors = [OTHER_COLOR if "M_o" in m else GOLD_COLOR if "'" not in m else "#8ecae6" for m in models]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for i, (model, color) in enumerate(zip(models, colors)):
+        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(splits))]
+        values = [100 * accuracies[model][s] for s in splits]
+        bars = ax.bar(xs, values, width, label=model, color=color)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(range(len(splits)), splits)
+    low = min(100 * v for acc in accuracies.values() for v in acc.values())
+    ax.set_ylim(max(0.0, low - 10), 100)  # the differences are a few points: do not start at 0
+    ax.set_ylabel("accuracy (%)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rates(rates: dict[str, float], title: str, ylabel: str = "rate (%)") -> plt.Figure:
+    """One bar per named rate (a fraction), labelled with its value in percent."""
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(rates) + 1.5), 3.2))
+    bars = ax.bar(list(rates), [100 * v for v in rates.values()],
+                  color=[TMU_COLOR if "twin" in n else GOLD_COLOR for n in rates])
+    ax.bar_label(bars, fmt="%.1f")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_grid(rows: dict[str, tuple[torch.Tensor, list[str]]]) -> plt.Figure:
+    """One row of images per entry: {row title: (uint8 images (N, C, H, W), one caption per image)}."""
+    ncols = max(len(images) for images, _ in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.3 * ncols, 1.6 * len(rows)), squeeze=False)
+    for r, (row_title, (images, captions)) in enumerate(rows.items()):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(images):
+                ax.axis("off")
+                continue
+            img = images[c].permute(1, 2, 0)  # (H, W, C)
+            ax.imshow(img.squeeze(2) if img.shape[2] == 1 else img, cmap="gray")
+            ax.set_title(captions[c], fontsize=7)
+        axes[r, 0].set_ylabel(row_title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_feature_distributions(raw: dict[str, torch.Tensor], easy: torch.Tensor) -> plt.Figure:
+    """Histogram of each raw feature for easy vs hard samples (densities, so the sizes may differ)."""
+    fig, axes = plt.subplots(1, len(raw), figsize=(3.4 * len(raw), 3), squeeze=False)
+    for ax, (name, values) in zip(axes[0], raw.items()):
+        low, high = torch.quantile(values.double(), torch.tensor([0.01, 0.99], dtype=torch.double)).tolist()
+        bins = torch.linspace(low, high, 40).tolist()  # the 1 % tails would squash the bulk
+        ax.hist(values[easy].clamp(low, high).numpy(), bins=bins, density=True, alpha=0.6, color=GOLD_COLOR,
+                label="easy")
+        ax.hist(values[~easy].clamp(low, high).numpy(), bins=bins, density=True, alpha=0.6, color=TMU_COLOR,
+                label="hard")
+        ax.set_title(name.upper())
+        ax.set_yticks([])
+    axes[0, 0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc(fpr, tpr, auc: float, label: str = "predictor") -> plt.Figure:
+    """A ROC curve with its AUC, against the chance diagonal."""
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    ax.plot(fpr, tpr, color=TMU_COLOR, label=f"{label} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="k", ls=":", lw=1)
+    ax.set_xlabel("false easy rate")
+    ax.set_ylabel("true easy rate")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(losses: dict[str, list[float]]) -> plt.Figure:
+    """Mean training loss per epoch of each model (log scale)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, values in losses.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_delta_ci(delta: dict[str, tuple[float, float]], floor: tuple[float, float] | None = None,
+                  title: str = "Δ forget across seeds (mean ± 95 % CI)") -> plt.Figure:
+    """Δ per method as mean bars with 95 % CI error bars ({method: (mean, ci)}, NaN ci: no bar)."""
+    names = sorted(delta, key=lambda n: delta[n][0])
+    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names) + 2), 3.2))
+    errors = [0.0 if math.isnan(delta[n][1]) else 100 * delta[n][1] for n in names]
+    ax.bar(names, [100 * delta[n][0] for n in names], yerr=errors, capsize=3,
+           color=[_method_color(n) for n in names])
+    if floor is not None:
+        ax.axhline(100 * floor[0], color="k", ls=":", lw=1, label=f"retrain noise floor: {100 * floor[0]:.2f} pp")
+        ax.legend()
+    ax.set_ylabel("Δ forget (pp)")
+    ax.set_title(title)
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     return fig

@@ -13,6 +13,9 @@ from .common import (UnlearnTask, batch_input, batches, method_generator, origin
                      start_model, unlearn_optimizer)
 
 
+MAX_GRAD_NORM = 1.0
+
+
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(teacher || student) at `temperature`, scaled by T^2 so gradients keep their size across T."""
     return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.softmax(teacher_logits / temperature, dim=1),
@@ -37,6 +40,9 @@ def scrub(task: UnlearnTask) -> nn.Module:
                 loss = -distill_kl(model(batch_input(task.forget_x, idx, device)), forget_teacher[idx].to(device), T)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                # Ascent on KL is unbounded: without a cap on the step the full-scale run diverged
+                # to NaN weights at every learning rate that moved the model at all.
+                nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
                 opt.step()
         for idx in batches(len(ry), p.unlearn_batch_size, gen):
             logits = model(batch_input(rx, idx, device))
