@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -18,10 +19,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="override one parameter (repeatable)")
     run_p.add_argument("--out", help="output folder (default runs/<name>/<seed>)")
     run_p.add_argument("--quiet", action="store_true", help="do not print the results table")
+    run_p.add_argument("--direct", action="store_true",
+                       help="run the pipeline in this process instead of executing the notebooks")
     sweep_p = sub.add_parser("sweep", help="run a sweep file (base params × grid × seeds) and summarise it")
     sweep_p.add_argument("sweep", help="a sweep YAML file, e.g. params/sweeps/seeds.yaml")
     sweep_p.add_argument("--out", required=True, help="output folder: one sub-folder per run, plus summary.*")
     sweep_p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
+    sweep_p.add_argument("--direct", action="store_true", help="runs skip the notebooks (faster, no executed copies)")
     data_p = sub.add_parser("data", help="check that a data set can be found (or --download it)")
     data_p.add_argument("dataset", help="fashion_mnist, mnist, cifar10, cifar100, cifar20")
     data_p.add_argument("--data-dir", default=None, help="look here first")
@@ -44,7 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     from .report import predictor_table, results_table
 
     try:
-        results = run(params)
+        if args.direct:
+            results = run(params)
+        else:
+            from .notebooks import NotebookError, run_notebooks
+
+            try:
+                run_notebooks(params, run_dir(params), {o.split("=", 1)[0] for o in overrides})
+            except NotebookError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 4
+            results = json.loads((run_dir(params) / "results.json").read_text())
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
@@ -68,7 +82,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    failures = execute(base, runs, jobs=args.jobs)
+    failures = execute(base, runs, jobs=args.jobs, direct=args.direct)
     summary = summarize(runs, args.out)
     print(f"\n{summary.read_text()}\nwritten to {summary} and {summary.with_suffix('.csv')}")
     for label, messages in failures.items():

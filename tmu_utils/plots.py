@@ -139,11 +139,14 @@ def plot_roc(fpr, tpr, auc: float, label: str = "predictor") -> plt.Figure:
     return fig
 
 
-def plot_training_curves(losses: dict[str, list[float]]) -> plt.Figure:
-    """Mean training loss per epoch of each model (log scale)."""
+def plot_training_curves(losses: dict[str, list[float]], first_epoch: dict[str, int] | None = None) -> plt.Figure:
+    """Mean training loss per epoch of each model (log scale); `first_epoch` shifts a curve that continues
+    another model's training (M_t starts where M_o stopped)."""
+    first_epoch = first_epoch or {}
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for name, values in losses.items():
-        ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=name)
+        start = first_epoch.get(name, 1)
+        ax.plot(range(start, start + len(values)), values, marker="o", ms=3, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
@@ -158,7 +161,7 @@ def plot_delta_ci(delta: dict[str, tuple[float, float]], floor: tuple[float, flo
     names = sorted(delta, key=lambda n: delta[n][0])
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names) + 2), 3.2))
     errors = [0.0 if math.isnan(delta[n][1]) else 100 * delta[n][1] for n in names]
-    ax.bar(names, [100 * delta[n][0] for n in names], yerr=errors, capsize=3,
+    ax.bar(names, [100 * delta[n][0] for n in names], yerr=errors if any(errors) else None, capsize=3,
            color=[_method_color(n) for n in names])
     if floor is not None:
         ax.axhline(100 * floor[0], color="k", ls=":", lw=1, label=f"retrain noise floor: {100 * floor[0]:.2f} pp")

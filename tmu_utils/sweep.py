@@ -98,7 +98,7 @@ def validate_runs(base: Path, runs: list[SweepRun]) -> dict[str, str]:
     return errors
 
 
-def execute(base: Path, runs: list[SweepRun], jobs: int = 1, log=print) -> dict[str, list[str]]:
+def execute(base: Path, runs: list[SweepRun], jobs: int = 1, direct: bool = False, log=print) -> dict[str, list[str]]:
     """Run every unfinished run, `jobs` at a time, each in its own process; return failures by label."""
     errors = validate_runs(base, runs)
     todo = [r for r in runs if not r.done and r.label not in errors]
@@ -113,6 +113,8 @@ def execute(base: Path, runs: list[SweepRun], jobs: int = 1, log=print) -> dict[
     def one(run: SweepRun) -> tuple[SweepRun, int, str]:
         run.out.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "tmu_utils", "run", str(base), "--out", str(run.out), "--quiet"]
+        if direct:
+            cmd.append("--direct")
         for o in run.overrides:
             cmd += ["--set", o]
         start = time.perf_counter()

@@ -1,0 +1,61 @@
+"""Sweeps: expansion, 95 % CIs, failure isolation, resume, and the summary files."""
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from tmu_utils.__main__ import main
+from tmu_utils.params import ParamsError
+from tmu_utils.sweep import expand, mean_ci
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_expand_grid_times_seeds(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"base: {ROOT / 'params' / 'smoke.yaml'}\nseeds: [0, 1, 2]\n"
+                    "grid: {forget_fraction: [0.05, 0.1], features: [[df], [df, cf]]}\nset: {epochs: 2}\n")
+    base, runs = expand(spec, tmp_path / "out")
+    assert base.name == "smoke.yaml" and len(runs) == 2 * 2 * 3
+    labels = {r.label for r in runs}
+    assert "forget_fraction=0.05,features=[df, cf]" in labels
+    assert all("epochs=2" in r.overrides and f"seed={r.seed}" in r.overrides for r in runs)
+    assert len({r.out for r in runs}) == len(runs)
+
+
+def test_expand_rejects_unknown_sweep_keys(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("base: params/smoke.yaml\nseed: [0]\n")
+    with pytest.raises(ParamsError, match="unknown sweep key"):
+        expand(spec, tmp_path)
+
+
+def test_mean_ci_matches_student_t():
+    mean, ci = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and ci == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
+    assert math.isnan(mean_ci([5.0])[1]) and mean_ci([5.0])[0] == 5.0
+    assert mean_ci([1.0, float("nan"), 3.0])[0] == 2.0
+
+
+def test_sweep_isolates_failures_resumes_and_summarises(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TMU_CACHE_DIR", str(tmp_path / "cache"))
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(f"base: {ROOT / 'params' / 'smoke.yaml'}\nseeds: [0, 1]\n"
+                    "grid: {forget_fraction: [0.1, 1.5]}\n"  # 1.5 is impossible: those runs must fail alone
+                    "set: {methods: [original, retrain, tmu, tmu_all_hard]}\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--jobs", "2", "--direct"]) == 1
+    captured = capsys.readouterr()
+    assert "failed: forget_fraction=1.5" in captured.err and "forget_fraction" in captured.err
+    assert (out / "forget_fraction=0.1" / "0" / "results.json").exists()
+    assert (out / "forget_fraction=0.1" / "1" / "results.json").exists()
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert set(rows[0]) == {"label", "method", "metric", "mean", "ci95", "n"}
+    tmu = [r for r in rows if r["method"] == "tmu" and r["metric"] == "delta_forget"]
+    assert len(tmu) == 1 and tmu[0]["n"] == "2" and math.isfinite(float(tmu[0]["ci95"]))
+    assert "± " in (out / "summary.md").read_text()
+
+    assert main(["sweep", str(spec), "--out", str(out), "--jobs", "2", "--direct"]) == 1
+    assert "2 already done, 0 to run" in capsys.readouterr().out
