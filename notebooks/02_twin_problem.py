@@ -123,7 +123,11 @@ display(Markdown(
     f"| twin: accuracy on `D_tf` | M_t {100 * mirror['saw it']:.2f} % | M_o {100 * mirror['never saw it']:.2f} % |"))
 
 # %%
-assert mirror["saw it"] > mirror["never saw it"], "fine-tuning on D_tf did not make M_t fit it"
+real_gap, twin_gap = real["saw it"] - real["never saw it"], mirror["saw it"] - mirror["never saw it"]
+display(Markdown(f"Seeing the forget set is worth {100 * real_gap:.2f} pp to `M_o` and {100 * twin_gap:.2f} pp to "
+                 "`M_t`. The closer the two, the more the twin features (computed with `M_t` on `D_tf`) look "
+                 "like the real ones (`M_o` on `D_f`)."))
+assert twin_gap >= 0, "fine-tuning on M ∪ D_tf made M_t worse on D_tf"
 
 # %% [markdown]
 # ## 3. Twin easy rate vs the real easy rate

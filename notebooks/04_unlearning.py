@@ -109,7 +109,7 @@ print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
 # %%
 env = pipeline.environment(ctx.device)
-threads = "" if ctx.device.type == "cuda" else f", {torch.get_num_threads()} CPU threads"
+threads = "" if ctx.device.type == "cuda" else f" (CPU threads: {torch.get_num_threads()})"
 print(f"torch {env['torch']} on {env['device']}{threads}")
 
 # %% [markdown]

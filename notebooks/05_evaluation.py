@@ -188,6 +188,7 @@ wins = [label for label, r in rank.items() if r == 1]
 top = [label for label, r in rank.items() if 1 < r <= n / 2]
 bottom = [label for label, r in rank.items() if r > n / 2]
 one_off = results["timing"]["tmu_one_off_s"]
+rte_with_one_off = results["timing"]["gold_s"] / (tmu["time_s"] + one_off)
 lines = [
     f"- **Best** of all {n} on: {', '.join(wins) or 'nothing'}; top half on: {', '.join(top) or 'nothing'}; "
     f"bottom half on: {', '.join(bottom) or 'nothing'}.",
@@ -196,15 +197,14 @@ lines = [
     f"- Test accuracy: {100 * tmu['test_acc']:.2f} % against the gold model's "
     f"{100 * scores['retrain']['test_acc']:.2f} % (gap {100 * tmu['delta_test']:.2f} pp).",
     f"- Cost: {tmu['time_s']:.1f} s of unlearning (RTE {tmu['rte']:.1f}), plus {one_off:.1f} s once per original "
-    f"model for M_t, M_c, the features and the predictor: RTE {results['timing']['gold_s'] / (tmu['time_s'] + one_off):.1f}"
-    " when that is counted too.",
+    f"model for M_t, M_c, the features and the predictor: RTE {rte_with_one_off:.1f} when that is counted too.",
 ]
 if hard is not None:
     lines.append(f"- Calling every forget sample hard (tmu_all_hard) gives Δ {100 * hard['delta_forget']:.2f} pp and "
                  f"agreement {100 * hard['agreement']:.1f} %, against TMU's {100 * tmu['agreement']:.1f} %.")
 if oracle is not None:
     lines.append(f"- With the gold model's labels (tmu_oracle) Δ is {100 * oracle['delta_forget']:.2f} pp and "
-                 f"agreement {100 * oracle['agreement']:.1f} %: the room left for a better predictor.")
+                 f"agreement {100 * oracle['agreement']:.1f} %: what perfect easy/hard labels give.")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]

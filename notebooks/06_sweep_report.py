@@ -102,7 +102,8 @@ sweep_dir = ""
 # %%
 params = params_from_namespace(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+run_folder = pipeline.run_dir(params)
+figures_dir = run_folder / "figures"
 saved_figures = []
 sweep_folder = pipeline.REPO_ROOT / (params.sweep_dir or Path("runs", params.name))  # relative: to the repo
 print(f"summarising the runs below {sweep_folder}")
@@ -119,11 +120,9 @@ for path in sorted(sweep_folder.glob("**/results.json")):
     setting = "/".join(path.parent.relative_to(sweep_folder).parts[:-1]) or "base"
     runs.append(sweep.SweepRun(setting, json.loads(path.read_text())["params"]["seed"], [], path.parent))
 runs = [run for run in runs if run.done]
-summary_folder = sweep_folder
 if not runs:
     pipeline.evaluate(ctx)
-    runs = [sweep.SweepRun("base", params.seed, [], pipeline.run_dir(params))]
-    summary_folder = pipeline.run_dir(params)
+    runs = [sweep.SweepRun("base", params.seed, [], run_folder)]
 seeds = {}
 for run in runs:
     seeds.setdefault(run.label, []).append(run.seed)
@@ -145,7 +144,8 @@ if max(len(s) for s in seeds.values()) < 2:
 
 # %%
 table = sweep.collect(runs)
-summary_path = sweep.summarize(runs, summary_folder)
+run_folder.mkdir(parents=True, exist_ok=True)
+summary_path = sweep.summarize(runs, run_folder)
 display(Markdown(summary_path.read_text()))
 
 # %%
@@ -161,13 +161,14 @@ for index, label in enumerate(seeds):
     delta = {method: sweep.mean_ci(metrics["delta_forget"]) for (row, method), metrics in table.items()
              if row == label and method not in ("predictor", "noise_floor", "retrain")}
     floor = sweep.mean_ci(table[(label, "noise_floor")]["delta_forget"])
-    fig = plots.plot_delta_ci(delta, floor, title=f"{label}: Δ forget over {len(seeds[label])} seed(s), mean ± 95 % CI")
+    title = f"{label}: Δ forget over {len(seeds[label])} seed(s), mean ± 95 % CI"
+    fig = plots.plot_delta_ci(delta, floor, title=title)
     saved_figures.append(plots.save_fig(fig, f"sweep_delta_{index}", figures_dir))
 
 # %% [markdown]
 # ## Summary
 # - `summary.md` and `summary.csv` (every metric: mean, CI half-width, number of seeds) are written
-#   next to the runs they summarise.
+#   to this notebook's run folder, with the figures; the folder of runs is only read.
 # - Compare methods by their intervals, and Δ with the noise floor's interval.
 
 # %%

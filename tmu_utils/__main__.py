@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    from .data import DatasetNotFoundError
+    from .data import DatasetNotFoundError, load_dataset
     from .pipeline import run, run_dir
     from .report import predictor_table, results_table
 
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.direct:
             results = run(params)
         else:
+            load_dataset(params.dataset, params.data_dir or None, image_size=params.image_size)  # fail early, clearly
             from .notebooks import NotebookError, run_notebooks
 
             try:
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except ParamsError as e:  # e.g. an override that no notebook declares
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.quiet:
         return 0
     print(f"\nResults of '{params.name}' (seed {params.seed}) on {results['env']['device']}; "

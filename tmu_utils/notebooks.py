@@ -35,7 +35,8 @@ def run_notebooks(params: Params, out_dir: Path, overrides_given: set[str]) -> P
     """Execute 01..06 in order into `out_dir` (created); return it.
 
     `overrides_given` are the names set on the command line: one that no notebook declares would be
-    silently ignored, so it is an error, raised before anything runs.
+    silently ignored, so it is an error, raised before anything runs. So are a missing data set
+    (DatasetNotFoundError) and impossible splits (SplitError).
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -56,6 +57,9 @@ def run_notebooks(params: Params, out_dir: Path, overrides_given: set[str]) -> P
     if ignored:
         raise ParamsError(f"no notebook declares {ignored}: the override(s) would have no effect")
 
+    from .pipeline import prepare
+
+    prepare(params)  # a missing data set or an impossible split fails here, before any kernel starts
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)  # papermill does not create it
     values = dict(params.to_dict(), out_dir=str(out_dir))

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import features as feats
 from .cache import Cache, default_cache_dir
@@ -195,6 +195,11 @@ def predict_generalization(ctx: Context, raw: dict) -> PredictorOutput:
     proba = predict_proba(model, x_forget)
     twin_easy_rate = g.float().mean().item()
     easy, threshold = predict_easy(proba, p.threshold, twin_easy_rate)
+    if p.forget_scenario == "class":
+        # SPEC §2: without any member of its class the gold model gets (almost) none of D_f right,
+        # so every sample is hard and TMU relabels all of D_f. The twin problem cannot say this:
+        # M_o saw the class, so it gets most of D_tf right.
+        easy = torch.zeros_like(easy)
     seconds = time.perf_counter() - start  # the CV below is a report, not part of the method's cost
     cv = cross_validated_accuracy(x_twin, g, p.cv_folds, p.predictor_epochs, p.predictor_lr, p.seed)
     return PredictorOutput(proba, easy, threshold, twin_easy_rate, cv, seconds)
@@ -339,6 +344,9 @@ def evaluate(ctx: Context) -> dict:
         results["predictor"] = quality_report(pred.proba, pred.easy, refs.true_easy, pred.twin_easy_rate,
                                               pred.twin_cv_accuracy)
         results["predictor"]["threshold"] = pred.threshold
+        if params.forget_scenario == "class":
+            results["predictor"]["note"] = ("class scenario: every forget sample is treated as hard, so TMU "
+                                            "relabels all of D_f; auc still scores the twin predictor's ranking")
 
     results["methods"] = {}
     bar = tqdm(params.methods, desc="methods", disable=not progress_enabled(params.progress), leave=False)

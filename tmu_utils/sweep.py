@@ -109,10 +109,12 @@ def execute(base: Path, runs: list[SweepRun], jobs: int = 1, direct: bool = Fals
     # Several torch processes each using every core thrash (measured 15x slower); share them out.
     env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
     failures: dict[str, list[str]] = {label: [msg] for label, msg in errors.items()}
+    sweep_root = runs[0].out.parent.parent.resolve() if runs else Path(".")
 
     def one(run: SweepRun) -> tuple[SweepRun, int, str]:
         run.out.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "tmu_utils", "run", str(base), "--out", str(run.out), "--quiet"]
+        cmd = [sys.executable, "-m", "tmu_utils", "run", str(base), "--out", str(run.out), "--quiet",
+               "--set", f"sweep_dir={sweep_root}"]  # so that 06_sweep_report summarises this sweep
         if direct:
             cmd.append("--direct")
         for o in run.overrides:
