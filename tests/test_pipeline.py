@@ -96,3 +96,21 @@ def test_cli_missing_data_names_every_place(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 3
     assert str(tmp_path / "data") in err and str(tmp_path / "home" / ".cache" / "tmu") in err
+
+
+def test_cli_run_executes_the_six_notebooks_on_smoke(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(SMOKE), "--out", str(out), "--set", f"cache_dir={tmp_path / 'cache'}"]) == 0
+    executed = sorted(p.name for p in out.glob("*.ipynb"))
+    assert executed == ["01_original_and_gold.ipynb", "02_twin_problem.ipynb", "03_generalization_features.ipynb",
+                        "04_unlearning.ipynb", "05_evaluation.ipynb", "06_sweep_report.ipynb"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["complete"] and "| tmu |" in capsys.readouterr().out
+
+
+def test_class_scenario_treats_every_forget_sample_as_hard(tmp_path):
+    params = load_params(SMOKE, [f"cache_dir={tmp_path}", "forget_scenario=class", "forget_class=2"])
+    ctx = pipeline.prepare(params)
+    original, _ = pipeline.original_model(ctx)
+    pred, _ = pipeline.tmu_predict_easy(ctx, original)
+    assert len(pred.easy) == len(ctx.splits.forget) and not pred.easy.any()

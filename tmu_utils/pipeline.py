@@ -195,11 +195,6 @@ def predict_generalization(ctx: Context, raw: dict) -> PredictorOutput:
     proba = predict_proba(model, x_forget)
     twin_easy_rate = g.float().mean().item()
     easy, threshold = predict_easy(proba, p.threshold, twin_easy_rate)
-    if p.forget_scenario == "class":
-        # SPEC §2: without any member of its class the gold model gets (almost) none of D_f right,
-        # so every sample is hard and TMU relabels all of D_f. The twin problem cannot say this:
-        # M_o saw the class, so it gets most of D_tf right.
-        easy = torch.zeros_like(easy)
     seconds = time.perf_counter() - start  # the CV below is a report, not part of the method's cost
     cv = cross_validated_accuracy(x_twin, g, p.cv_folds, p.predictor_epochs, p.predictor_lr, p.seed)
     return PredictorOutput(proba, easy, threshold, twin_easy_rate, cv, seconds)
@@ -207,6 +202,15 @@ def predict_generalization(ctx: Context, raw: dict) -> PredictorOutput:
 
 def tmu_predict_easy(ctx: Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
     """TMU's one-off preparation, without the gold model: twin, curriculum, features, predictor."""
+    if ctx.params.forget_scenario == "class":
+        # SPEC §2: without any member of its class the gold model gets (almost) none of D_f right,
+        # so every sample is hard and TMU relabels all of D_f. The twin problem could not say so
+        # (M_o saw the class, so it gets most of D_tf right), and DF has no same-class bank.
+        n = len(ctx.splits.forget)
+        nothing_easy = PredictorOutput(torch.zeros(n), torch.zeros(n, dtype=torch.bool), float("inf"),
+                                       float("nan"), float("nan"), 0.0)
+        return nothing_easy, {"twin_s": 0.0, "curriculum_s": 0.0, "features_s": 0.0, "predictor_s": 0.0,
+                              "tmu_one_off_s": 0.0}
     twin, twin_meta = twin_model(ctx, original)
     curriculum, cur_meta = curriculum_model(ctx)
     raw, feat_meta = generalization_features(ctx, original, twin, curriculum)
@@ -346,7 +350,7 @@ def evaluate(ctx: Context) -> dict:
         results["predictor"]["threshold"] = pred.threshold
         if params.forget_scenario == "class":
             results["predictor"]["note"] = ("class scenario: every forget sample is treated as hard, so TMU "
-                                            "relabels all of D_f; auc still scores the twin predictor's ranking")
+                                            "relabels all of D_f without a twin problem or predictor")
 
     results["methods"] = {}
     bar = tqdm(params.methods, desc="methods", disable=not progress_enabled(params.progress), leave=False)
