@@ -104,7 +104,9 @@ def _cached_model(ctx: Context, kind: str, fields: tuple[str, ...], build) -> tu
     return model.to(ctx.device).eval(), meta
 
 
-def _train_from_scratch(ctx: Context, split: str, seed: int, desc: str, **changes: Any) -> tuple[nn.Module, dict]:
+def _train_from_scratch(ctx: Context, split: str | tuple[torch.Tensor, torch.Tensor], seed: int, desc: str,
+                        **changes: Any) -> tuple[nn.Module, dict]:
+    """Train a fresh model with the recipe on a named split or on given (images, labels)."""
     seed_everything(seed)
     model = new_model(ctx)
     x, y = ctx.subset(split) if isinstance(split, str) else split
