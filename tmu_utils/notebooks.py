@@ -6,9 +6,11 @@ the figures and the executed notebooks land together.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .params import FIELD_TYPES, Params, ParamsError
+from .training import progress_enabled
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK_NAMES = ("01_original_and_gold", "02_twin_problem", "03_generalization_features", "04_unlearning",
@@ -63,11 +65,14 @@ def run_notebooks(params: Params, out_dir: Path, overrides_given: set[str]) -> P
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)  # papermill does not create it
     values = dict(params.to_dict(), out_dir=str(out_dir))
-    for path in paths:
+    show = progress_enabled(params.progress)
+    for number, path in enumerate(paths, 1):
         target = out_dir / path.name
+        if show:  # a bar over each notebook's cells: the long ones train models for minutes
+            print(f"[{number}/{len(paths)}] {path.stem}", file=sys.stderr, flush=True)
         try:
             papermill.execute_notebook(str(path), str(target), parameters={k: values[k] for k in declared[path]},
-                                       kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False,
+                                       kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=show,
                                        log_output=False)
         except PapermillExecutionError as e:
             first_line = next((line for line in e.source.splitlines() if line.strip()), "")
