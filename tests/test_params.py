@@ -23,6 +23,9 @@ def test_overrides_are_parsed_to_the_field_type():
     p = load_params(PARAMS_DIR / "smoke.yaml", ["epochs=7", "lr=0.5", "augment=true", "features=[df,cf]",
                                                 "threshold=0.5", "name=x"])
     assert (p.epochs, p.lr, p.augment, p.features, p.threshold, p.name) == (7, 0.5, True, ["df", "cf"], "0.5", "x")
+    # as a sweep writes them: YAML-quoted strings and exponents without a dot
+    q = load_params(None, ["threshold='0.5'", "neggrad_lr=5e-05", 'name="run 1"'])
+    assert (q.threshold, q.neggrad_lr, q.name) == ("0.5", 5e-05, "run 1")
 
 
 def test_unknown_key_names_it_and_suggests(tmp_path):

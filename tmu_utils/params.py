@@ -165,6 +165,11 @@ def _coerce(key: str, value: Any) -> Any:
     want = FIELD_TYPES[key]
     if key == "threshold" and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)  # YAML reads `threshold: 0.5` as a number
+    if isinstance(value, str) and want is str and value[:1] in ("'", '"'):
+        try:
+            value = str(yaml.safe_load(value))  # a quoted override such as threshold='0.5'
+        except yaml.YAMLError:
+            pass
     if isinstance(value, str) and want is float:
         try:
             value = float(value)  # YAML 1.1 reads "5e-05" (no dot) as a string

@@ -10,6 +10,16 @@ import torch
 GOLD_COLOR, TMU_COLOR, OTHER_COLOR = "#2a9d8f", "#e76f51", "#8d99ae"
 
 
+def _gap_axis(ax: plt.Axes, values_pp: list[float]) -> None:
+    """A symmetric-log y axis when one bar (typically "destroy") dwarfs the rest, so that the gaps
+    near the noise floor stay readable; linear otherwise."""
+    positive = sorted(v for v in values_pp if v > 0)
+    if positive and positive[-1] > 20 * positive[len(positive) // 2]:
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_ylim(0, 2 * positive[-1])  # headroom: the top bar is not cut by the frame
+    ax.set_ylabel("Δ forget (pp)")
+
+
 def save_fig(fig: plt.Figure, name: str, folder: str | Path) -> Path:
     """Write `fig` as `<folder>/<name>.png` (folder created) and return the path."""
     folder = Path(folder)
@@ -45,10 +55,11 @@ def plot_delta(results: dict) -> plt.Figure:
     methods = {n: m for n, m in results["methods"].items() if n != "retrain"}
     names = sorted(methods, key=lambda n: methods[n]["delta_forget"])
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names) + 2), 3.2))
-    ax.bar(names, [100 * methods[n]["delta_forget"] for n in names], color=[_method_color(n) for n in names])
+    values = [100 * methods[n]["delta_forget"] for n in names]
+    ax.bar(names, values, color=[_method_color(n) for n in names])
     floor = results["noise_floor"]["delta_forget"]
     ax.axhline(100 * floor, color="k", ls=":", lw=1, label=f"retrain noise floor: {100 * floor:.2f} pp")
-    ax.set_ylabel("Δ forget (pp)")
+    _gap_axis(ax, values)
     ax.set_title("Alignment gap to the gold model (lower is better)")
     ax.legend()
     ax.tick_params(axis="x", rotation=45)
@@ -161,12 +172,12 @@ def plot_delta_ci(delta: dict[str, tuple[float, float]], floor: tuple[float, flo
     names = sorted(delta, key=lambda n: delta[n][0])
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(names) + 2), 3.2))
     errors = [0.0 if math.isnan(delta[n][1]) else 100 * delta[n][1] for n in names]
-    ax.bar(names, [100 * delta[n][0] for n in names], yerr=errors if any(errors) else None, capsize=3,
-           color=[_method_color(n) for n in names])
+    values = [100 * delta[n][0] for n in names]
+    ax.bar(names, values, yerr=errors if any(errors) else None, capsize=3, color=[_method_color(n) for n in names])
     if floor is not None:
         ax.axhline(100 * floor[0], color="k", ls=":", lw=1, label=f"retrain noise floor: {100 * floor[0]:.2f} pp")
         ax.legend()
-    ax.set_ylabel("Δ forget (pp)")
+    _gap_axis(ax, values)
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
