@@ -70,7 +70,7 @@ predictor_lr = 0.01
 threshold = "rate_match"
 cv_folds = 5
 # unlearning (SPEC §6): the methods to run and TMU's fine-tune
-methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "finetune", "neggrad",
+methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "finetune", "neggrad",
            "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse"]
 unlearn_epochs = 3
 unlearn_lr = 0.005

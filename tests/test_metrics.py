@@ -106,6 +106,7 @@ def test_alignment_metrics_deltas_and_easy_hard():
     assert m["delta_retain"] == pytest.approx(0.5)
     assert m["delta_test"] == pytest.approx(0.2)
     assert m["avg_gap"] == pytest.approx((0.5 + 0.5 + 0.2) / 3)
+    assert m["tow"] == pytest.approx(0.5 * 0.5 * 0.8)  # ToW: product of (1 - gap) over the three sets
     # agreement on forget: both right, disagree, disagree, both wrong
     assert m["agreement"] == 0.5
     # easy = g right = {0}: u right -> 1.0; hard = {1,2,3}: u right on 1,2 -> 2/3

@@ -42,11 +42,46 @@ def test_results_json_schema(smoke_run):
     for name, metrics in on_disk["methods"].items():
         assert set(metrics) == set(METRIC_KEYS), name
         for key, value in metrics.items():
-            if not (name == "original" and key == "rte"):
+            if not (name == "original" and key in ("rte", "rte_with_one_off")):
                 assert isinstance(value, float) and math.isfinite(value), (name, key, value)
     assert set(on_disk["noise_floor"]) == set(METRIC_KEYS)
     assert on_disk["methods"]["retrain"]["delta_forget"] == 0.0
+    assert on_disk["methods"]["retrain"]["tow"] == 1.0
+    # only the twin-based variants pay the one-off; for the others both RTEs agree
+    tmu, oracle = on_disk["methods"]["tmu"], on_disk["methods"]["tmu_oracle"]
+    one_off = on_disk["timing"]["tmu_one_off_s"]
+    assert tmu["rte_with_one_off"] == pytest.approx(on_disk["timing"]["gold_s"] / (tmu["time_s"] + one_off))
+    assert tmu["rte_with_one_off"] < tmu["rte"] and oracle["rte_with_one_off"] == oracle["rte"]
     assert (out / "splits.pt").exists() and (out / "figures" / "delta_forget.png").exists()
+
+
+def test_original_and_both_gold_models_have_their_own_recorded_seeds(smoke_run, tmp_path, monkeypatch):
+    results, _ = smoke_run
+    seeds = results["seeds"]
+    assert len({seeds["original"], seeds["gold"], seeds["gold2"]}) == 3
+    used = {}
+
+    def record(ctx, split, seed, desc, **changes):
+        used[desc] = seed
+        return pipeline.new_model(ctx), {"seconds": 1.0, "losses": [1.0]}
+
+    monkeypatch.setattr(pipeline, "_train_from_scratch", record)
+    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
+    pipeline.references(ctx)
+    assert used == {"original M_o": seeds["original"], "gold M_g": seeds["gold"], "gold M_g'": seeds["gold2"]}
+    # no role of any replica of a population shares a seed with another
+    all_seeds = [s for r in range(pipeline.MAX_REPLICAS) for s in pipeline.model_seeds(0, r).values()]
+    assert len(all_seeds) == len(set(all_seeds))
+
+
+def test_random_rank_control_keeps_the_count_and_changes_the_choice(smoke_run, cache_dir):
+    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}"]))
+    easy = torch.zeros(len(ctx.splits.forget), dtype=torch.bool)
+    easy[: len(easy) // 2] = True
+    control = pipeline.random_rank(ctx, easy)
+    assert control.sum() == easy.sum() and not torch.equal(control, easy)
+    assert torch.equal(control, pipeline.random_rank(ctx, easy))  # seeded: the same each run
+    assert not torch.equal(control, pipeline.random_rank(ctx.for_replica(1), easy))
 
 
 def test_metrics_are_fractions(smoke_run):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 METRIC_KEYS = (
     "forget_acc", "retain_acc", "test_acc", "delta_forget", "delta_retain", "delta_test", "avg_gap",
     "activation_distance", "js_divergence", "agreement", "easy_acc", "hard_acc", "mia_member_rate",
-    "mia_gap", "time_s", "rte",
+    "mia_gap", "tow", "time_s", "rte", "rte_with_one_off",
 )
 
 SPLITS = ("forget", "retain", "test")
@@ -89,6 +89,15 @@ def _subset_accuracy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Ten
     return accuracy(logits[mask], labels.to(logits.device)[mask])
 
 
+def tug_of_war(*deltas: float) -> float:
+    """ToW (Zhao et al., NeurIPS 2024): the product of (1 - |acc_u - acc_gold|) over the sets given
+    (forget, retain, test). 1 means the accuracies of the two models match everywhere."""
+    out = 1.0
+    for delta in deltas:
+        out *= 1.0 - delta
+    return out
+
+
 def alignment_metrics(u: Outputs, g: Outputs, labels: dict[str, torch.Tensor]) -> dict[str, float]:
     """Accuracies of u, their gaps to g, and forget-set alignment metrics (all python floats)."""
     out: dict[str, float] = {}
@@ -98,6 +107,7 @@ def alignment_metrics(u: Outputs, g: Outputs, labels: dict[str, torch.Tensor]) -
         out[f"{split}_acc"] = acc_u
         out[f"delta_{split}"] = abs(acc_u - acc_g)
     out["avg_gap"] = sum(out[f"delta_{s}"] for s in SPLITS) / len(SPLITS)
+    out["tow"] = tug_of_war(*(out[f"delta_{s}"] for s in SPLITS))
 
     y_f = labels["forget"]
     out["activation_distance"] = activation_distance(u.forget, g.forget)

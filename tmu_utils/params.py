@@ -21,7 +21,7 @@ ARCHS = ("small_cnn", "mlp", "resnet18")
 FEATURES = ("df", "af", "cf")
 FORGET_SCENARIOS = ("random", "class_subset", "class")
 UNLEARNING_METHODS = (
-    "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard",
+    "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank",
     "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse",
 )
 

@@ -7,6 +7,7 @@ resumes where it stopped. The gold models are used only by `evaluate`: the metho
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import subprocess
@@ -23,7 +24,7 @@ from . import features as feats
 from .cache import Cache, default_cache_dir
 from .data import Dataset, load_dataset
 from .metrics import Outputs, alignment_metrics
-from .mia import loss_attack, per_sample_loss
+from .mia import loss_attack, mia_gap, per_sample_loss
 from .models import build_model
 from .params import Params, params_hash
 from .predictor import cross_validated_accuracy, fit_predictor, predict_easy, predict_proba, quality_report
@@ -40,7 +41,19 @@ RECIPE_FIELDS = ("arch", "epochs", "batch_size", "optimizer", "lr", "momentum", 
 TWIN_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("twin_epochs", "twin_lr")
 CURRICULUM_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("curriculum_epochs",)
 FEATURE_FIELDS = TWIN_FIELDS + ("curriculum_epochs", "knn_k", "bank_per_class", "adv_steps", "adv_eps")
-GOLD_SEED_OFFSET = 10_000  # M_g' differs from M_g only in its seed
+# Every trained model gets its own initialisation and data-order seed, derived from `seed` (the seed
+# of the splits) and the replica index r: r = 0 is a single run, r = 0..N-1 a population
+# (docs/method.md, "Seeds"). A gold model that shared M_o's initialisation would make per-sample
+# comparisons with M_o look closer than two independent retrains are.
+SEED_OFFSETS = {"original": 0, "gold": 1000, "gold2": 2000, "curriculum": 3000, "twin": 4000, "unlearning": 5000}
+MAX_REPLICAS = 1000  # the offsets above are 1000 apart
+
+
+def model_seeds(seed: int, replica: int = 0) -> dict[str, int]:
+    """The seed of each model role for split seed `seed` and replica `replica`."""
+    if not 0 <= replica < MAX_REPLICAS:
+        raise ValueError(f"replica must lie in [0, {MAX_REPLICAS}); got {replica}")
+    return {role: seed + offset + replica for role, offset in SEED_OFFSETS.items()}
 
 
 @dataclass
@@ -52,6 +65,20 @@ class Context:
     splits: Splits
     device: torch.device
     cache: Cache
+    replica: int = 0  # which member of a population (0 for a single run): selects the model seeds
+
+    @property
+    def seeds(self) -> dict[str, int]:
+        """The seeds of M_o, M_g, M_g', M_c, M_t and the unlearning randomness of this replica."""
+        return model_seeds(self.params.seed, self.replica)
+
+    def for_replica(self, replica: int) -> "Context":
+        """The same data, splits and cache, for another replica's models."""
+        return dataclasses.replace(self, replica=replica)
+
+    def key(self, fields: tuple[str, ...] | list[str]) -> str:
+        """Cache key of a replica-specific artefact: the fields' hash plus the replica."""
+        return f"{params_hash(self.params, fields)}-r{self.replica}"
 
     def subset(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(images, labels) of one split by name; `test` comes from the test set."""
@@ -92,7 +119,7 @@ def new_model(ctx: Context) -> nn.Module:
 
 def _cached_model(ctx: Context, kind: str, fields: tuple[str, ...], build) -> tuple[nn.Module, dict]:
     """Load a model artefact or train it with `build() -> (model, meta)` and store it."""
-    key = params_hash(ctx.params, fields)
+    key = ctx.key(fields)
 
     def build_state():
         model, meta = build()
@@ -118,14 +145,17 @@ def _train_from_scratch(ctx: Context, split: str | tuple[torch.Tensor, torch.Ten
 def original_model(ctx: Context) -> tuple[nn.Module, dict]:
     """M_o: trained from scratch on the members M."""
     return _cached_model(ctx, "original", MEMBER_FIELDS + RECIPE_FIELDS,
-                         lambda: _train_from_scratch(ctx, "members", ctx.params.seed, "original M_o"))
+                         lambda: _train_from_scratch(ctx, "members", ctx.seeds["original"], "original M_o"))
 
 
-def gold_model(ctx: Context, replica: int = 0) -> tuple[nn.Module, dict]:
-    """M_g (replica 0) or M_g' (replica 1): the same recipe retrained from scratch on D_r."""
-    seed = ctx.params.seed + replica * GOLD_SEED_OFFSET
-    name = "gold M_g" if replica == 0 else "gold M_g'"
-    return _cached_model(ctx, f"gold{replica}", FORGET_FIELDS + RECIPE_FIELDS,
+def gold_model(ctx: Context, copy: int = 0) -> tuple[nn.Module, dict]:
+    """M_g (copy 0) or M_g' (copy 1): the same recipe retrained from scratch on D_r, each with its own seed.
+
+    In a population, copy 0 of every replica forms retrain set A and copy 1 retrain set B.
+    """
+    seed = ctx.seeds["gold" if copy == 0 else "gold2"]
+    name = "gold M_g" if copy == 0 else "gold M_g'"
+    return _cached_model(ctx, f"gold{copy}", FORGET_FIELDS + RECIPE_FIELDS,
                          lambda: _train_from_scratch(ctx, "retain", seed, name))
 
 
@@ -137,7 +167,7 @@ def _twin_set(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
 def twin_model(ctx: Context, original: nn.Module) -> tuple[nn.Module, dict]:
     """M_t: M_o fine-tuned on M ∪ D_tf."""
     def build():
-        model, result = twin_original(original, *_twin_set(ctx), ctx.params, ctx.device)
+        model, result = twin_original(original, *_twin_set(ctx), ctx.params, ctx.device, ctx.seeds["twin"])
         return model, {"seconds": result.seconds, "losses": result.losses}
 
     return _cached_model(ctx, "twin", TWIN_FIELDS, build)
@@ -147,7 +177,7 @@ def curriculum_model(ctx: Context) -> tuple[nn.Module, dict]:
     """M_c: the recipe stopped after `curriculum_epochs` epochs on M ∪ D_tf."""
     p = ctx.params
     return _cached_model(ctx, "curriculum", CURRICULUM_FIELDS,
-                         lambda: _train_from_scratch(ctx, _twin_set(ctx), p.seed + 202, "curriculum M_c",
+                         lambda: _train_from_scratch(ctx, _twin_set(ctx), ctx.seeds["curriculum"], "curriculum M_c",
                                                      epochs=p.curriculum_epochs))
 
 
@@ -172,7 +202,7 @@ def generalization_features(ctx: Context, original: nn.Module, twin: nn.Module,
                    "twin_labels": generalization_labels(original, tx, ty, ctx.device)}
         return payload, {"seconds": time.perf_counter() - start}
 
-    return ctx.cache.get_or_build("features", params_hash(p, FEATURE_FIELDS), build)
+    return ctx.cache.get_or_build("features", ctx.key(FEATURE_FIELDS), build)
 
 
 @dataclass
@@ -193,12 +223,12 @@ def predict_generalization(ctx: Context, raw: dict) -> PredictorOutput:
     start = time.perf_counter()
     x_twin, x_forget = feats.feature_matrix(raw["twin"], raw["forget"], p.features, p.feature_scaling)
     g = raw["twin_labels"]
-    model = fit_predictor(x_twin, g, p.predictor_epochs, p.predictor_lr, p.seed)
+    model = fit_predictor(x_twin, g, p.predictor_epochs, p.predictor_lr, ctx.seeds["unlearning"])
     proba = predict_proba(model, x_forget)
     twin_easy_rate = g.float().mean().item()
     easy, threshold = predict_easy(proba, p.threshold, twin_easy_rate)
     seconds = time.perf_counter() - start  # the CV below is a report, not part of the method's cost
-    cv = cross_validated_accuracy(x_twin, g, p.cv_folds, p.predictor_epochs, p.predictor_lr, p.seed)
+    cv = cross_validated_accuracy(x_twin, g, p.cv_folds, p.predictor_epochs, p.predictor_lr, ctx.seeds["unlearning"])
     return PredictorOutput(proba, easy, threshold, twin_easy_rate, cv, seconds)
 
 
@@ -227,8 +257,9 @@ def unlearn(ctx: Context, method: str, original: nn.Module, easy: torch.Tensor |
     """Run one registered unlearning method on a copy of M_o; return the model and its wall time."""
     rx, ry = ctx.subset("retain")
     fx, fy = ctx.subset("forget")
-    task = UnlearnTask(original, rx, ry, fx, fy, ctx.dataset.num_classes, ctx.params, ctx.device, easy=easy)
-    seed_everything(ctx.params.seed)
+    seed = ctx.seeds["unlearning"]
+    task = UnlearnTask(original, rx, ry, fx, fy, ctx.dataset.num_classes, ctx.params, ctx.device, easy=easy, seed=seed)
+    seed_everything(seed)
     start = time.perf_counter()
     model = METHODS[method](task)
     if ctx.device.type == "cuda":
@@ -253,7 +284,7 @@ def unlearned_outputs(ctx: Context, method: str, original: nn.Module,
     05_evaluation (or a re-run) fetches.
     """
     fields = [f for f in ctx.params.to_dict() if f not in PRESENTATION_FIELDS]
-    key = f"{method}-{params_hash(ctx.params, fields)}"
+    key = f"{method}-{ctx.key(fields)}"
 
     def build():
         model, seconds = unlearn(ctx, method, original, easy)
@@ -264,16 +295,22 @@ def unlearned_outputs(ctx: Context, method: str, original: nn.Module,
     return Outputs(payload["forget"], payload["retain"], payload["test"]), meta["seconds"]
 
 
-def score(ctx: Context, u: Outputs, g: Outputs, gold_member_rate: float | None = None) -> dict[str, float]:
-    """All per-method metrics of SPEC §7 except timing; `mia_gap` is relative to the gold model."""
+def score(ctx: Context, u: Outputs, g: Outputs, gold_member_rate: float) -> dict[str, float]:
+    """Every per-method metric except timing; `mia_gap` is relative to the gold model's member rate
+    (`gold_member_rate`, from `member_rate(ctx, g)`)."""
     labels = {s: ctx.subset(s)[1] for s in ("forget", "retain", "test")}
     metrics = alignment_metrics(u, g, labels)
-    mia = loss_attack(per_sample_loss(u.retain, labels["retain"]), per_sample_loss(u.test, labels["test"]),
-                      per_sample_loss(u.forget, labels["forget"]), seed=ctx.params.seed,
-                      max_per_side=ctx.params.mia_max_per_side)
-    metrics["mia_member_rate"] = mia.member_rate
-    metrics["mia_gap"] = abs(mia.member_rate - (mia.member_rate if gold_member_rate is None else gold_member_rate))
+    metrics["mia_member_rate"] = member_rate(ctx, u)
+    metrics["mia_gap"] = mia_gap(metrics["mia_member_rate"], gold_member_rate)
     return metrics
+
+
+def member_rate(ctx: Context, outputs: Outputs) -> float:
+    """The membership-inference attack's member rate on D_f for one model's outputs."""
+    labels = {s: ctx.subset(s)[1] for s in ("forget", "retain", "test")}
+    return loss_attack(per_sample_loss(outputs.retain, labels["retain"]), per_sample_loss(outputs.test, labels["test"]),
+                       per_sample_loss(outputs.forget, labels["forget"]), seed=ctx.params.seed,
+                       max_per_side=ctx.params.mia_max_per_side).member_rate
 
 
 def environment(device: torch.device) -> dict[str, str]:
@@ -317,11 +354,27 @@ def references(ctx: Context) -> References:
 def method_outputs(ctx: Context, refs: References, method: str,
                    pred: PredictorOutput | None = None) -> tuple[Outputs, float]:
     """Outputs and unlearning time of one method; TMU variants get their easy/hard split here."""
-    easy = {"tmu": pred.easy if pred is not None else None, "tmu_oracle": refs.true_easy,
-            "tmu_all_hard": torch.zeros_like(refs.true_easy)}.get(method)
-    if method == "tmu" and easy is None:
-        raise ValueError("method 'tmu' needs the predictor's output (pred)")
-    return unlearned_outputs(ctx, method, refs.original, easy)
+    if method in TWIN_METHODS and pred is None:
+        raise ValueError(f"method {method!r} needs the predictor's output (pred)")
+    easy = {"tmu": lambda: pred.easy, "tmu_random_rank": lambda: random_rank(ctx, pred.easy),
+            "tmu_oracle": lambda: refs.true_easy, "tmu_all_hard": lambda: torch.zeros_like(refs.true_easy)}
+    return unlearned_outputs(ctx, method, refs.original, easy[method]() if method in easy else None)
+
+
+# The TMU variants that depend on the twin problem's output, so pay its one-off cost.
+TWIN_METHODS = ("tmu", "tmu_random_rank")
+
+
+def random_rank(ctx: Context, easy: torch.Tensor) -> torch.Tensor:
+    """The control `tmu_random_rank`: as many easy samples as `easy` has, chosen at random from D_f.
+
+    Its gap to `tmu` is what the predictor's per-sample ranking buys beyond getting the count right.
+    """
+    generator = torch.Generator().manual_seed(ctx.seeds["unlearning"] * 7919 + 17)
+    chosen = torch.randperm(len(easy), generator=generator)[: int(easy.sum())]
+    random_easy = torch.zeros_like(easy, dtype=torch.bool)
+    random_easy[chosen] = True
+    return random_easy
 
 
 def evaluate(ctx: Context) -> dict:
@@ -334,17 +387,21 @@ def evaluate(ctx: Context) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(ctx.splits.to_dict(), out_dir / "splits.pt")
     results: dict[str, Any] = {"params": params.to_dict(), "params_hash": params_hash(params, params.to_dict()),
-                               "env": environment(ctx.device), "splits": ctx.splits.sizes(), "complete": False}
+                               "env": environment(ctx.device), "splits": ctx.splits.sizes(),
+                               "seeds": {"splits": params.seed, "original": ctx.seeds["original"],
+                                         "gold": ctx.seeds["gold"], "gold2": ctx.seeds["gold2"]},
+                               "complete": False}
     refs = references(ctx)
     results["timing"] = dict(refs.timing)
-    gold_metrics = score(ctx, refs.gold_outputs, refs.gold_outputs)
-    gold_rate = gold_metrics["mia_member_rate"]
+    gold_rate = member_rate(ctx, refs.gold_outputs)
+    gold_metrics = score(ctx, refs.gold_outputs, refs.gold_outputs, gold_rate)
     floor = score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate)
     floor.update(time_s=refs.timing["gold2_s"], rte=refs.timing["gold_s"] / refs.timing["gold2_s"])
+    floor["rte_with_one_off"] = floor["rte"]
     results["noise_floor"] = floor
 
     pred = None
-    if "tmu" in params.methods:
+    if any(m in TWIN_METHODS for m in params.methods):
         pred, tmu_timing = tmu_predict_easy(ctx, refs.original)
         results["timing"].update(tmu_timing)
         results["predictor"] = quality_report(pred.proba, pred.easy, refs.true_easy, pred.twin_easy_rate,
@@ -360,13 +417,16 @@ def evaluate(ctx: Context) -> dict:
         bar.set_postfix_str(method)
         if method == "original":
             metrics = score(ctx, model_outputs(ctx, refs.original), refs.gold_outputs, gold_rate)
-            metrics.update(time_s=0.0, rte=None)
+            metrics.update(time_s=0.0, rte=None, rte_with_one_off=None)
         elif method == "retrain":
-            metrics = dict(gold_metrics, time_s=refs.timing["gold_s"], rte=1.0)
+            metrics = dict(gold_metrics, time_s=refs.timing["gold_s"], rte=1.0, rte_with_one_off=1.0)
         else:
             outputs, seconds = method_outputs(ctx, refs, method, pred)
             metrics = score(ctx, outputs, refs.gold_outputs, gold_rate)
-            metrics.update(time_s=seconds, rte=refs.timing["gold_s"] / seconds)
+            # The twin-based variants also pay for M_t, M_c, the features and the predictor.
+            one_off = results["timing"].get("tmu_one_off_s", 0.0) if method in TWIN_METHODS else 0.0
+            metrics.update(time_s=seconds, rte=refs.timing["gold_s"] / seconds,
+                           rte_with_one_off=refs.timing["gold_s"] / (seconds + one_off))
         results["methods"][method] = metrics
         write_results(out_dir, results)
     results["complete"] = True

@@ -9,7 +9,8 @@ TABLE_COLUMNS = (
     ("delta_forget", "Δforget pp", 100, 2), ("avg_gap", "avg gap pp", 100, 2),
     ("activation_distance", "AD", 1, 3), ("js_divergence", "JS", 1, 4), ("agreement", "agree%", 100, 1),
     ("easy_acc", "easy%", 100, 1), ("hard_acc", "hard%", 100, 1), ("mia_gap", "MIA gap pp", 100, 1),
-    ("time_s", "time s", 1, 1), ("rte", "RTE", 1, 1),
+    ("tow", "ToW", 1, 3), ("time_s", "time s", 1, 1), ("rte", "RTE", 1, 1),
+    ("rte_with_one_off", "RTE+one-off", 1, 1),
 )
 
 

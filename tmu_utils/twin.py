@@ -21,13 +21,13 @@ def twin_training_set(members: torch.Tensor, twin_forget: torch.Tensor) -> torch
 
 
 def twin_original(original: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Params,
-                  device: torch.device) -> tuple[nn.Module, TrainResult]:
+                  device: torch.device, seed: int) -> tuple[nn.Module, TrainResult]:
     """M_t: a copy of M_o fine-tuned `twin_epochs` at `twin_lr` on M ∪ D_tf (given as x, y)."""
     model = copy.deepcopy(original)
     cfg = TrainConfig(epochs=params.twin_epochs, batch_size=params.batch_size, optimizer=params.optimizer,
                       lr=params.twin_lr, momentum=params.momentum, weight_decay=params.weight_decay,
                       schedule="cosine", augment=params.augment)
-    result = train_model(model, x, y, cfg, device=device, seed=params.seed + 101, progress=params.progress,
+    result = train_model(model, x, y, cfg, device=device, seed=seed, progress=params.progress,
                          desc="twin original M_t")
     return model, result
 

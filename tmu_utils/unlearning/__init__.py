@@ -22,11 +22,13 @@ from .tmu import tmu_unlearn
 
 UnlearnMethod = Callable[[UnlearnTask], nn.Module]
 
-# The TMU variants share one function; the pipeline hands each its easy/hard split.
+# The TMU variants share one function; the pipeline hands each its easy/hard split (tmu_random_rank:
+# the predictor's number of easy samples, chosen at random, a control for the predictor's ranking).
 METHODS: dict[str, UnlearnMethod] = {
     "tmu": tmu_unlearn,
     "tmu_oracle": tmu_unlearn,
     "tmu_all_hard": tmu_unlearn,
+    "tmu_random_rank": tmu_unlearn,
     "finetune": finetune,
     "neggrad": neggrad,
     "neggrad_plus": neggrad_plus,

@@ -28,6 +28,12 @@ class UnlearnTask:
     params: Params
     device: torch.device
     easy: torch.Tensor | None = None  # bool per D_f sample: which forget samples to keep correct (TMU)
+    seed: int | None = None  # seeds the method's own randomness; None means params.seed
+
+    @property
+    def run_seed(self) -> int:
+        """The seed of this unlearning run's draws (retain subsample, wrong labels, noise)."""
+        return self.params.seed if self.seed is None else self.seed
 
 
 def start_model(task: UnlearnTask) -> nn.Module:
@@ -39,7 +45,7 @@ def start_model(task: UnlearnTask) -> nn.Module:
 
 def method_generator(task: UnlearnTask, salt: int) -> torch.Generator:
     """A generator seeded by the run seed and a per-method salt, so methods draw independently."""
-    return torch.Generator().manual_seed(task.params.seed * 7919 + salt)
+    return torch.Generator().manual_seed(task.run_seed * 7919 + salt)
 
 
 def retain_subset(task: UnlearnTask, generator: torch.Generator) -> torch.Tensor:

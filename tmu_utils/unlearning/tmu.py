@@ -50,7 +50,7 @@ def tmu_unlearn(task: UnlearnTask) -> nn.Module:
         target[source == HARD] = wrong.repeat(p.hard_repeat)
 
     opt = unlearn_optimizer(model, p)
-    noise_gen = torch.Generator(device=device).manual_seed(p.seed) if p.noise_std > 0 else None
+    noise_gen = torch.Generator(device=device).manual_seed(task.run_seed) if p.noise_std > 0 else None
     for _ in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, gen):
             xb, yb, sb = batch_input(x, idx, device), target[idx].to(device), source[idx].to(device)
