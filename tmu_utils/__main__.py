@@ -26,6 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep_p.add_argument("--out", required=True, help="output folder: one sub-folder per run, plus summary.*")
     sweep_p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
     sweep_p.add_argument("--direct", action="store_true", help="runs skip the notebooks (faster, no executed copies)")
+    pop_p = sub.add_parser("population", help="KLoM and U-LiRA over N originals, 2N retrains and every method")
+    pop_p.add_argument("params", help="a params YAML file, e.g. params/demo_population.yaml")
+    pop_p.add_argument("--models", type=int, required=True, metavar="N", help="originals (and retrains per half)")
+    pop_p.add_argument("--out", required=True, help="output folder: population.json, population.md, figures/")
+    pop_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one parameter (repeatable)")
+    pop_p.add_argument("--jobs", type=int, default=1, help="replicas built at a time, each in its own process")
+    pop_p.add_argument("--only-replica", type=int, default=None, help=argparse.SUPPRESS)  # one --jobs worker
     data_p = sub.add_parser("data", help="check that a data set can be found (or --download it)")
     data_p.add_argument("dataset", help="fashion_mnist, mnist, cifar10, cifar100, cifar20")
     data_p.add_argument("--data-dir", default=None, help="look here first")
@@ -36,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return _data_command(args)
     if args.command == "sweep":
         return _sweep_command(args)
+    if args.command == "population":
+        return _population_command(args)
     overrides = args.overrides + ([f"out_dir={args.out}"] if args.out else [])
     try:
         params = load_params(args.params, overrides)
@@ -93,6 +103,37 @@ def _sweep_command(args: argparse.Namespace) -> int:
         for message in messages:
             print(f"failed: {label}: {message}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _population_command(args: argparse.Namespace) -> int:
+    from .data import DatasetNotFoundError
+
+    try:
+        params = load_params(args.params, args.overrides)
+        if args.jobs < 1:
+            raise ParamsError(f"--jobs must be at least 1; got {args.jobs}")
+        from . import population
+
+        population.check(params, args.models)
+        if args.only_replica is not None:  # a worker of --jobs: build one replica into the cache
+            from .pipeline import prepare
+
+            ctx = prepare(params)
+            population.build_replica(ctx.for_replica(args.only_replica), population.population_methods(params),
+                                     population.evaluation_subsets(ctx))
+            return 0
+        result = population.evaluate_population(params, args.models, args.out, jobs=args.jobs,
+                                                 params_file=args.params, overrides=args.overrides)
+    except ParamsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except DatasetNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    print((Path(args.out) / "population.md").read_text())
+    print(f"written to {args.out}/population.json, population.md and figures/ "
+          f"({result['timing']['total_s']:.0f} s)")
+    return 0
 
 
 def _data_command(args: argparse.Namespace) -> int:

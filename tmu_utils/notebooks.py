@@ -15,6 +15,8 @@ from .training import progress_enabled
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK_NAMES = ("01_original_and_gold", "02_twin_problem", "03_generalization_features", "04_unlearning",
                   "05_evaluation", "06_sweep_report")
+# Notebooks that read a finished experiment's folder rather than take part in a run.
+REPORT_NOTEBOOK_NAMES = ("07_population_alignment",)
 
 
 class NotebookError(RuntimeError):

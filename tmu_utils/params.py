@@ -42,6 +42,7 @@ class Params:
     cache_dir: str = ""  # artefact cache; empty means $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
     out_dir: str = ""  # this run's folder (results.json, figures); empty means runs/<name>/<seed>
     sweep_dir: str = ""  # folder of runs that 06_sweep_report summarises; empty means runs/<name>
+    population_dir: str = ""  # population folder that 07 reads; empty means the committed benchmark
     # --- data (SPEC §2) ---
     dataset: str = "fashion_mnist"  # fashion_mnist | mnist | cifar10 | cifar100 | cifar20 | imagefolder
     data_dir: str = ""  # folder holding the data set; empty means the usual places

@@ -77,8 +77,9 @@ class Context:
         return dataclasses.replace(self, replica=replica)
 
     def key(self, fields: tuple[str, ...] | list[str]) -> str:
-        """Cache key of a replica-specific artefact: the fields' hash plus the replica."""
-        return f"{params_hash(self.params, fields)}-r{self.replica}"
+        """Cache key of an artefact: the hash of the parameters that determine it, the replica, and the
+        device type, because a CPU and a GPU run of the same parameters differ in timings and numerics."""
+        return f"{params_hash(self.params, fields)}-r{self.replica}-{self.device.type}"
 
     def subset(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(images, labels) of one split by name; `test` comes from the test set."""
@@ -273,7 +274,8 @@ def model_outputs(ctx: Context, model: nn.Module) -> Outputs:
 
 
 # Fields that change how a run is shown or stored, never what it computes.
-PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "methods", "mia_max_per_side")
+PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "population_dir", "methods",
+                       "mia_max_per_side")
 
 
 def unlearned_outputs(ctx: Context, method: str, original: nn.Module,

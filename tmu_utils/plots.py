@@ -184,6 +184,59 @@ def plot_delta_ci(delta: dict[str, tuple[float, float]], floor: tuple[float, flo
     return fig
 
 
+def _population_styles(names: list[str]) -> dict[str, dict]:
+    """One colour per model population; the floor black and dashed, TMU's variants drawn thicker."""
+    palette = plt.get_cmap("tab20")
+    styles = {}
+    for i, name in enumerate(n for n in names if n != "floor"):
+        styles[name] = {"color": palette(i % 20), "lw": 2.0 if name.startswith("tmu") else 1.0}
+    styles["floor"] = {"color": "k", "ls": "--", "lw": 2.0}
+    return styles
+
+
+def plot_klom_cdf(per_sample: dict[str, "np.ndarray"], set_name: str = "D_f") -> plt.Figure:
+    """The CDF over samples of each population's KLoM against retrain A, with the floor (B vs A).
+
+    A curve to the left of the floor's would be closer to the retrains than a second set of
+    retrains is; far to the right means the method's outputs are distributed unlike a retrain's.
+    """
+    import numpy as np
+
+    styles = _population_styles(list(per_sample))
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for name, values in per_sample.items():
+        values = np.sort(np.asarray(values, dtype=float))
+        label = "floor: retrain B vs A" if name == "floor" else name
+        ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=label, **styles[name])
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xlabel(f"KLoM per sample on {set_name} (vs retrain A)")
+    ax.set_ylabel("fraction of samples ≤ x")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def plot_ulira_roc(population: dict) -> plt.Figure:
+    """U-LiRA's ROC on D_f for every population (log false-positive rate), with the floor and chance."""
+    rows = {"floor": population["floor"]["ulira"], **{m: v["ulira"] for m, v in population["methods"].items()}}
+    styles = _population_styles(list(rows))
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for name, attack in rows.items():
+        label = (f"floor: retrain B vs A" if name == "floor" else name) + f" ({100 * attack['balanced_accuracy']:.0f} %)"
+        ax.plot(attack["roc"]["fpr"][1:], attack["roc"]["tpr"][1:], label=label, **styles[name])
+    ax.plot([1e-4, 1], [1e-4, 1], color="0.6", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(1e-3, 1)
+    ax.set_ylim(1e-3, 1)
+    ax.set_xlabel("false positive rate (retrained called unlearned)")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("U-LiRA on D_f (balanced accuracy in brackets)", fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    return fig
+
+
 def save_run_figures(results: dict, folder: str | Path) -> list[Path]:
     """The standard figures of a run, saved as PNG."""
     paths = []

@@ -44,3 +44,33 @@ def predictor_table(predictor: dict) -> str:
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines.append("| " + " | ".join(_cell(predictor.get(k), 1, 3) for k in keys) + " |")
     return "\n".join(lines)
+
+
+def population_table(population: dict) -> str:
+    """The population evaluation as markdown: per method, KLoM p95 per set, U-LiRA on D_f, and the
+    per-run alignment (mean ± 95 % CI over the N replicas), with the floor (retrain B vs A) first."""
+    n = population["n_models"]
+    lines = [f"# Population evaluation: {n} originals, {n} + {n} retrains", "",
+             "KLoM: p95 over samples [bootstrap 95 % CI], lower is better. U-LiRA on D_f: balanced accuracy "
+             "and TPR at 1 % FPR, 50 % and 1 % mean indistinguishable from retraining. Δ forget and ToW: "
+             "each unlearned model against retrain A's model of the same index, mean ± 95 % CI over replicas.",
+             "", "| method | forget % | KLoM p95 forget | KLoM p95 retain | KLoM p95 test | U-LiRA bal. acc % "
+             "| TPR@1%FPR % | Δ forget pp | ToW |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = {"floor (retrain B vs A)": population["floor"], **population["methods"]}
+    for name, row in rows.items():
+        klom = [f"{row['klom'][s]['p95']:.3f} [{row['klom'][s]['p95_ci95'][0]:.3f}, {row['klom'][s]['p95_ci95'][1]:.3f}]"
+                for s in ("forget", "retain", "test")]
+        attack = row["ulira"]
+
+        def pm(key: str, scale: float, digits: int) -> str:
+            mean, ci = row[key]["mean"], row[key]["ci95"]
+            return f"{mean * scale:.{digits}f} ± {ci * scale:.{digits}f}"
+
+        lines.append(f"| {name} | {pm('forget_acc', 100, 2)} | " + " | ".join(klom) +
+                     f" | {100 * attack['balanced_accuracy']:.1f} | {100 * attack['tpr_at_1fpr']:.1f} | "
+                     f"{pm('delta_forget', 100, 2)} | {pm('tow', 1, 4)} |")
+    evaluation = population["evaluation"]
+    lines += ["", f"Samples compared: {evaluation['sets']}; KLoM with {evaluation['klom_bins']} bins, "
+              f"{evaluation['klom_smoothing']}, margins clipped to ±{evaluation['margin_clip']:g}. "
+              f"Wall time of this command: {population['timing']['total_s']:.0f} s on {population['env']['device']}.", ""]
+    return "\n".join(lines)

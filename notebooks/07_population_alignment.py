@@ -1,0 +1,161 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · Population alignment: does the unlearned model behave like a retrained one, sample by sample?
+# Notebooks 01–05 compare one unlearned model with one gold model. That cannot tell a method that
+# reproduces a retrained model's *behaviour* from one that only gets the forget *accuracy* right.
+# Here every model is one of a population of independently seeded models, and each sample's
+# margins are compared across populations. This notebook reads a folder written by
+# `python -m tmu_utils population PARAMS --models N --out DIR`; by default the committed benchmark.
+
+# %%
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import Markdown, display
+
+from tmu_utils import pipeline, plots, report
+from tmu_utils.params import params_from_namespace
+
+# %% tags=["parameters"]
+population_dir = ""  # empty: benchmarks/results/population, the committed benchmark
+
+# %%
+params = params_from_namespace(globals())
+folder = pipeline.REPO_ROOT / (params.population_dir or "benchmarks/results/population")  # relative: to the repo
+population = json.loads((folder / "population.json").read_text())
+samples = np.load(folder / "population_samples.npz")
+methods, floor = population["methods"], population["floor"]
+n = population["n_models"]
+p = population["params"]
+print(f"{p['dataset']} (train_limit {p['train_limit']}), {p['arch']}, {p['epochs']} epochs; {n} originals, "
+      f"{n} + {n} retrains; {population['timing']['total_s'] / 60:.0f} min on {population['env']['device']}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("models per population:", n)
+print("samples compared:", population["evaluation"]["sets"])
+print("methods:", ", ".join(methods))
+
+# %% [markdown]
+# ## 1. The populations
+# The member set and the forget request `D_f` are fixed. Then:
+# - `n` **originals**, each trained on the members from its own seed (initialisation and batch order);
+# - `2n` **retrains** on `D_r` alone, also from their own seeds, split into halves **A** and **B**;
+# - every method run **once from each original**, so each method is a population of `n` unlearned models.
+#
+# The **margin** of a model on a sample is the logit of the true class minus the largest other
+# logit: positive when the model is right, and larger the more confident it is. Retrain A is the
+# reference. Retrain B, compared with A in exactly the same way, is the **floor**: the difference
+# between two sets of retrains that only the seeds tell apart. A method cannot be closer to
+# retraining than that.
+
+# %% [markdown]
+# ## 2. KLoM: how far is each sample's margin distribution from the retrains'?
+# For each sample, KLoM is the KL divergence from the unlearned models' margins to retrain A's,
+# both as histograms over the sample's pooled range. With few models per population the
+# histograms are coarse (Sturges' rule sets the number of bins) and every bin gets half a
+# pseudo-count, so the floor is not zero: it is what `n` against `n` retrains give. Below, the
+# distribution over `D_f` of the per-sample KLoM: a curve further right is further from retraining.
+
+# %%
+klom_forget = {"floor": samples["floor/forget"], **{m: samples[f"{m}/forget"] for m in methods}}
+fig = plots.plot_klom_cdf(klom_forget)
+
+# %%
+display(Markdown(report.population_table(population)))
+
+# %% [markdown]
+# ## 3. U-LiRA: could an attacker tell, from one sample's margin, which population a model is from?
+# Per forget sample, U-LiRA fits one Gaussian to the unlearned models' margins and one to retrain
+# A's, each leaving out the model it is about to judge (one model from each side, so both fits
+# use `n − 1` models), then scores the held-out margins by the likelihood ratio. Pooled over
+# samples: a **balanced accuracy** of 50 % means the unlearned models look exactly like retrains;
+# the **true positive rate at 1 % false positives** is what a cautious attacker gets. The floor
+# runs the same attack on retrain B against A.
+
+# %%
+fig = plots.plot_ulira_roc(population)
+
+# %% [markdown]
+# ## 4. Where the margins go
+# The mean margin of each forget sample across the population, for retrain A and three
+# populations: the untouched original, TMU, and the control `tmu_random_rank`, which unlearns as
+# many samples as TMU but picks them at random. Points on the diagonal behave on average like
+# the retrains.
+
+# %%
+shown = [m for m in ("original", "tmu", "tmu_random_rank") if f"margins/{m}" in samples]
+reference = samples["margins/retrain_a"].astype(float).mean(0)
+fig, axes = plt.subplots(1, len(shown), figsize=(3.4 * len(shown), 3.3), sharex=True, sharey=True)
+for ax, method in zip(np.atleast_1d(axes), shown):
+    ax.scatter(reference, samples[f"margins/{method}"].astype(float).mean(0), s=2, alpha=0.3)
+    ax.axline((0, 0), slope=1, color="k", lw=0.8, ls=":")
+    ax.axhline(0, color="0.7", lw=0.5)
+    ax.axvline(0, color="0.7", lw=0.5)
+    ax.set_title(method, fontsize=9)
+    ax.set_xlabel("retrain A: mean margin")
+np.atleast_1d(axes)[0].set_ylabel("population: mean margin")
+fig.tight_layout()
+
+# %% [markdown]
+# ## 5. What the populations say
+# First the checks that the *metric* works: the floor must separate from doing nothing on KLoM,
+# and the attack must be at chance on two sets of retrains. Then TMU against the control, doing
+# nothing and every baseline, computed from the numbers above.
+
+# %%
+if n >= 8:  # with very few models (a smoke population) these are too noisy to check
+    assert floor["klom"]["forget"]["p95"] < methods["original"]["klom"]["forget"]["p95"], "KLoM does not see D_f"
+    assert abs(floor["ulira"]["balanced_accuracy"] - 0.5) <= 0.05, "U-LiRA is not at chance on retrains"
+
+# %%
+ulira = {m: methods[m]["ulira"]["balanced_accuracy"] for m in methods}
+klom_p95 = {m: methods[m]["klom"]["forget"]["p95"] for m in methods}
+baselines = [m for m in methods if not m.startswith("tmu") and m != "original"]
+lines = [f"- Floor (retrain B vs A): U-LiRA {100 * floor['ulira']['balanced_accuracy']:.1f} %, "
+         f"KLoM p95 on D_f {floor['klom']['forget']['p95']:.3f}."]
+if "tmu" in methods:
+    tmu = methods["tmu"]
+    beaten_by = [m for m in baselines if ulira[m] < ulira["tmu"]]
+    lines += [
+        f"- TMU: U-LiRA {100 * ulira['tmu']:.1f} % (doing nothing: {100 * ulira['original']:.1f} %), KLoM p95 "
+        f"{klom_p95['tmu']:.3f} (doing nothing: {klom_p95['original']:.3f}); forget accuracy "
+        f"{100 * tmu['forget_acc']['mean']:.2f} % against the retrains' {100 * floor['forget_acc']['mean']:.2f} %.",
+        f"- TMU is {'harder' if ulira['tmu'] < ulira['original'] else 'easier'} to tell from retraining than the "
+        f"untouched original, on U-LiRA.",
+        f"- Baselines harder to tell from retraining than TMU (lower U-LiRA): {', '.join(beaten_by) or 'none'}; "
+        f"easier: {', '.join(m for m in baselines if m not in beaten_by) or 'none'}.",
+    ]
+    if "tmu_random_rank" in methods:
+        lines.append(f"- The same number of easy samples chosen at random (tmu_random_rank): U-LiRA "
+                     f"{100 * ulira['tmu_random_rank']:.1f} %, KLoM p95 {klom_p95['tmu_random_rank']:.3f}. The gap "
+                     f"to TMU is what the predictor's ranking buys.")
+    if "tmu_oracle" in methods:
+        lines.append(f"- With the gold labels (tmu_oracle): U-LiRA {100 * ulira['tmu_oracle']:.1f} %.")
+    gap = ulira["tmu"] - floor["ulira"]["balanced_accuracy"]
+    lines.append(f"- The goal, U-LiRA within 5 pp of the floor, is {'met' if gap <= 0.05 else 'not met'}: "
+                 f"TMU is {100 * gap:.1f} pp above it.")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ## Summary
+# - Accuracy on `D_f` is one number per model; KLoM and U-LiRA compare every sample's whole
+#   distribution of outputs, against a floor made the same way.
+# - Read a method's U-LiRA against two bars: the floor (two sets of retrains, about 50 %) and
+#   doing nothing (the original). Fine-tuning of any kind leaves a trace of its own.
+# - `population.json` holds every number shown here; `population.md` the table.

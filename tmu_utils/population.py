@@ -1,0 +1,234 @@
+"""Population evaluation: is an unlearned model distributed like a retrained one, sample by sample?
+
+For one fixed member set and forget request (the splits of `params.seed`): N originals, 2N
+retrains without D_f (halves A and B), all independently seeded, and every method run once from
+each original. Each model's margins on D_f, a fixed retain subset and a fixed test subset are
+compared with retrain A's by KLoM and U-LiRA; retrain B against A, computed the same way, is the
+floor (docs/method.md, "Population evaluation"). Replica r of the population is
+`pipeline.Context.for_replica(r)`: its original, its retrains A and B, TMU's twin and every
+unlearned model are cached artefacts, so a larger N trains only the new replicas and an
+interrupted population resumes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import pipeline
+from .params import Params, ParamsError
+from .population_metrics import klom, margins, sturges_bins, summarize, ulira
+from .sweep import mean_ci
+from .training import progress_enabled
+
+SETS = ("forget", "retain", "test")
+SUBSET_SIZE = 2000  # retain and test samples whose margins are compared (D_f is used whole)
+RUN_METRICS = ("delta_forget", "tow", "activation_distance", "agreement", "mia_gap", "forget_acc", "test_acc",
+               "time_s")
+
+
+def population_methods(params: Params) -> list[str]:
+    """The compared methods: params.methods without `retrain`, which is the reference itself."""
+    return [m for m in params.methods if m != "retrain"]
+
+
+def check(params: Params, n_models: int) -> None:
+    """Raise ParamsError for a population that cannot be evaluated, before anything trains."""
+    if n_models < 3:
+        raise ParamsError(f"--models must be at least 3 (got {n_models}): U-LiRA fits each side's Gaussian on "
+                          "the models left after holding one out, and a variance needs two of them")
+    if n_models > pipeline.MAX_REPLICAS:
+        raise ParamsError(f"--models must be at most {pipeline.MAX_REPLICAS}; got {n_models}")
+    if not population_methods(params):
+        raise ParamsError("parameter 'methods' names no method to compare with the retrained models")
+
+
+def population_seeds(ctx: pipeline.Context, n_models: int) -> dict[str, list[int]]:
+    """The initialisation seeds of the originals and of retrain sets A and B."""
+    seeds = [ctx.for_replica(r).seeds for r in range(n_models)]
+    return {"originals": [s["original"] for s in seeds], "retrain_a": [s["gold"] for s in seeds],
+            "retrain_b": [s["gold2"] for s in seeds]}
+
+
+def evaluation_subsets(ctx: pipeline.Context) -> dict[str, torch.Tensor]:
+    """Positions, within each set's outputs, of the samples whose margins are compared (seeded, fixed)."""
+    generator = torch.Generator().manual_seed(ctx.params.seed * 7919 + 99)
+    subsets = {"forget": torch.arange(len(ctx.splits.forget))}
+    for name in ("retain", "test"):
+        n = len(getattr(ctx.splits, name))
+        subsets[name] = torch.randperm(n, generator=generator)[:SUBSET_SIZE].sort().values
+    return subsets
+
+
+@dataclass
+class Replica:
+    """What one replica contributes: margins per model and set, per-run metrics, model times."""
+
+    margins: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model -> set -> (samples,)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # method or "floor" -> metrics vs A
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def build_replica(ctx: pipeline.Context, methods: list[str], subsets: dict[str, torch.Tensor],
+                  step=lambda label: None) -> Replica:
+    """Train or fetch replica `ctx.replica`'s models, run every method once, and measure them."""
+    r = ctx.replica
+    out = Replica()
+    for label, build in (("original", lambda: pipeline.original_model(ctx)),
+                         ("retrain_a", lambda: pipeline.gold_model(ctx, 0)),
+                         ("retrain_b", lambda: pipeline.gold_model(ctx, 1))):
+        out.seconds[f"{label}_{r}"] = build()[1]["seconds"]
+        step(label)
+    refs = pipeline.references(ctx)
+    labels = {s: ctx.subset(s)[1] for s in SETS}
+
+    def keep(name: str, outputs) -> None:
+        out.margins[name] = {s: margins(getattr(outputs, s)[subsets[s]], labels[s][subsets[s]]).astype(np.float32)
+                             for s in SETS}
+
+    gold_rate = pipeline.member_rate(ctx, refs.gold_outputs)
+    keep("retrain_a", refs.gold_outputs)
+    keep("retrain_b", refs.gold2_outputs)
+    out.metrics["floor"] = dict(pipeline.score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate),
+                                time_s=refs.timing["gold2_s"])
+    pred = None
+    if any(m in pipeline.TWIN_METHODS for m in methods):
+        pred, timing = pipeline.tmu_predict_easy(ctx, refs.original)
+        out.seconds[f"tmu_one_off_{r}"] = timing["tmu_one_off_s"]
+        step("twin")
+    for method in methods:
+        if method == "original":
+            outputs, seconds = pipeline.model_outputs(ctx, refs.original), 0.0
+        else:
+            outputs, seconds = pipeline.method_outputs(ctx, refs, method, pred)
+        keep(method, outputs)
+        out.metrics[method] = dict(pipeline.score(ctx, outputs, refs.gold_outputs, gold_rate), time_s=seconds)
+        step(method)
+    return out
+
+
+def _run_replicas_in_processes(params_file: str, overrides: list[str], n_models: int, out: Path, jobs: int,
+                               todo: list[int]) -> dict[int, str]:
+    """Build replicas in `jobs` separate processes (cores shared out, as `sweep` does); failures by replica."""
+    env = dict(os.environ, TMU_PROGRESS="0", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // jobs)))
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def one(replica: int) -> tuple[int, int]:
+        cmd = [sys.executable, "-m", "tmu_utils", "population", params_file, "--models", str(n_models),
+               "--out", str(out), "--only-replica", str(replica)]
+        for o in overrides:
+            cmd += ["--set", o]
+        with open(logs / f"replica_{replica}.log", "w") as log:
+            return replica, subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+
+    failures = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        bar = tqdm(pool.map(one, todo), total=len(todo), desc="replicas", disable=not progress_enabled())
+        for replica, code in bar:
+            if code != 0:
+                failures[replica] = f"exit {code}, log {logs / f'replica_{replica}.log'}"
+    return failures
+
+
+def evaluate_population(params: Params, n_models: int, out: str | os.PathLike, *, jobs: int = 1,
+                        params_file: str | None = None, overrides: list[str] = ()) -> dict:
+    """Build (or fetch) the whole population and write population.json, population.md and figures to `out`."""
+    check(params, n_models)
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = pipeline.prepare(params)  # a missing data set or an impossible split fails here
+    methods = population_methods(params)
+    if jobs > 1 and params_file is not None:
+        failures = _run_replicas_in_processes(params_file, list(overrides), n_models, out, jobs, list(range(n_models)))
+        if failures:
+            raise RuntimeError("replicas failed: " + "; ".join(f"{r}: {m}" for r, m in failures.items()))
+    subsets = evaluation_subsets(ctx)
+    per_replica = len(methods) + 3 + any(m in pipeline.TWIN_METHODS for m in methods)
+    bar = tqdm(total=n_models * per_replica, desc="population models", unit="model",
+               disable=not progress_enabled(params.progress))
+    replicas = []
+    for r in range(n_models):
+        def step(label: str, r=r) -> None:
+            bar.set_postfix_str(f"replica {r + 1}/{n_models}: {label}")
+            bar.update()
+        replicas.append(build_replica(ctx.for_replica(r), methods, subsets, step))
+    bar.close()
+    result = assemble(ctx, replicas, methods, subsets)
+    result["timing"]["total_s"] = time.perf_counter() - start
+    write(result, out)
+    return result
+
+
+def _stack(replicas: list[Replica], model: str, split: str) -> np.ndarray:
+    return np.stack([rep.margins[model][split] for rep in replicas]).astype(np.float64)  # (models, samples)
+
+
+def _distributional(replicas: list[Replica], model: str, bins: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """KLoM per set and U-LiRA on D_f of one population of models against retrain A."""
+    per_sample = {s: klom(_stack(replicas, model, s), _stack(replicas, "retrain_a", s), bins) for s in SETS}
+    attack = ulira(_stack(replicas, model, "forget"), _stack(replicas, "retrain_a", "forget"))
+    return {"klom": {s: summarize(v) for s, v in per_sample.items()}, "ulira": attack}, per_sample
+
+
+def _per_run(replicas: list[Replica], key: str) -> dict[str, dict[str, float]]:
+    out = {}
+    for metric in RUN_METRICS:
+        mean, ci = mean_ci([rep.metrics[key][metric] for rep in replicas])
+        out[metric] = {"mean": mean, "ci95": ci}
+    return out
+
+
+def assemble(ctx: pipeline.Context, replicas: list[Replica], methods: list[str],
+             subsets: dict[str, torch.Tensor]) -> dict:
+    """The population.json content, plus (under "samples") the per-sample arrays for notebook 07."""
+    n = len(replicas)
+    bins = sturges_bins(n)
+    floor, floor_samples = _distributional(replicas, "retrain_b", bins)
+    floor.update(_per_run(replicas, "floor"))
+    result = {"params": ctx.params.to_dict(), "n_models": n, "seeds": population_seeds(ctx, n),
+              "env": pipeline.environment(ctx.device),
+              "evaluation": {"sets": {s: len(v) for s, v in subsets.items()}, "klom_bins": bins,
+                             "klom_smoothing": "add-1/2 per bin", "margin_clip": 100.0,
+                             "ulira": "per-sample Gaussians, one model held out of each side"},
+              "timing": {"per_model_s": {k: v for rep in replicas for k, v in rep.seconds.items()}},
+              "floor": floor, "methods": {}}
+    samples = {f"floor/{s}": v for s, v in floor_samples.items()}
+    for method in methods:
+        entry, per_sample = _distributional(replicas, method, bins)
+        entry.update(_per_run(replicas, method))
+        result["methods"][method] = entry
+        samples.update({f"{method}/{s}": v for s, v in per_sample.items()})
+    for model in ["retrain_a", "retrain_b"] + methods:
+        samples[f"margins/{model}"] = _stack(replicas, model, "forget").astype(np.float16)
+    result["samples"] = samples
+    return result
+
+
+def write(result: dict, out: Path) -> None:
+    """population.json (without the per-sample arrays), population_samples.npz, population.md, figures."""
+    from . import plots
+    from .report import population_table
+
+    samples = result.pop("samples")
+    np.savez_compressed(out / "population_samples.npz", **{k: v.astype(np.float32) if v.dtype == np.float64 else v
+                                                             for k, v in samples.items()})
+    tmp = out / "population.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, allow_nan=True))
+    tmp.replace(out / "population.json")
+    (out / "population.md").write_text(population_table(result))
+    figures = out / "figures"
+    plots.save_fig(plots.plot_klom_cdf({k.split("/")[0]: v for k, v in samples.items() if k.endswith("/forget")}),
+                   "klom_cdf_forget", figures)
+    plots.save_fig(plots.plot_ulira_roc(result), "ulira_roc", figures)
+    result["samples"] = samples
