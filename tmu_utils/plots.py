@@ -184,14 +184,17 @@ def plot_delta_ci(delta: dict[str, tuple[float, float]], floor: tuple[float, flo
     return fig
 
 
+_POPULATION_STYLES = {"floor": {"color": "k", "ls": "--", "lw": 2.0}, "original": {"color": "0.45", "lw": 2.0},
+                      "tmu": {"color": TMU_COLOR, "lw": 2.5}, "tmu_oracle": {"color": "#f4a261", "lw": 1.5},
+                      "tmu_random_rank": {"color": "#6a4c93", "lw": 1.5, "ls": "-."},
+                      "tmu_all_hard": {"color": "#264653", "lw": 1.5, "ls": "-."}}
+
+
 def _population_styles(names: list[str]) -> dict[str, dict]:
-    """One colour per model population; the floor black and dashed, TMU's variants drawn thicker."""
-    palette = plt.get_cmap("tab20")
-    styles = {}
-    for i, name in enumerate(n for n in names if n != "floor"):
-        styles[name] = {"color": palette(i % 20), "lw": 2.0 if name.startswith("tmu") else 1.0}
-    styles["floor"] = {"color": "k", "ls": "--", "lw": 2.0}
-    return styles
+    """The floor black and dashed, doing nothing grey, TMU thick; every other population its own thin colour."""
+    palette = plt.get_cmap("tab10")
+    others = [n for n in names if n not in _POPULATION_STYLES]
+    return {**{n: {"color": palette(i % 10), "lw": 1.0} for i, n in enumerate(others)}, **_POPULATION_STYLES}
 
 
 def plot_klom_cdf(per_sample: dict[str, "np.ndarray"], set_name: str = "D_f") -> plt.Figure:
