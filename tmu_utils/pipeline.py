@@ -272,8 +272,10 @@ def model_outputs(ctx: Context, model: nn.Module) -> Outputs:
     return Outputs(*(predict(model, ctx.subset(s)[0], ctx.device) for s in ("forget", "retain", "test")))
 
 
-# Fields that change how a run is shown or stored, never what it computes.
-PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "methods", "mia_max_per_side")
+# Fields that change how a run is shown or stored, never what it computes. `tuning` and `tune_budget`
+# only choose other fields' values (the knobs), which are themselves in every key.
+PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "methods", "mia_max_per_side",
+                       "tuning", "tune_budget")
 
 
 def unlearned_outputs(ctx: Context, method: str, original: nn.Module,
@@ -411,6 +413,12 @@ def evaluate(ctx: Context) -> dict:
             results["predictor"]["note"] = ("class scenario: every forget sample is treated as hard, so TMU "
                                             "relabels all of D_f without a twin problem or predictor")
 
+    if params.tuning == "twin":  # each method's knobs, chosen on the twin problem (docs/tuning.md)
+        from .tuning import tune_methods, tuned_context
+
+        results["tuning"], results["timing"]["tuning_shared_s"] = tune_methods(ctx, refs.original, params.methods)
+        write_results(out_dir, results)
+
     results["methods"] = {}
     bar = tqdm(params.methods, desc="methods", disable=not progress_enabled(params.progress), leave=False)
     for method in bar:
@@ -421,7 +429,8 @@ def evaluate(ctx: Context) -> dict:
         elif method == "retrain":
             metrics = dict(gold_metrics, time_s=refs.timing["gold_s"], rte=1.0, rte_with_one_off=1.0)
         else:
-            outputs, seconds = method_outputs(ctx, refs, method, pred)
+            method_ctx = tuned_context(ctx, results["tuning"].get(method)) if params.tuning == "twin" else ctx
+            outputs, seconds = method_outputs(method_ctx, refs, method, pred)
             metrics = score(ctx, outputs, refs.gold_outputs, gold_rate)
             # The twin-based variants also pay for M_t, M_c, the features and the predictor.
             one_off = results["timing"].get("tmu_one_off_s", 0.0) if method in TWIN_METHODS else 0.0
