@@ -86,22 +86,17 @@ check_grids()
 
 
 def grid_points(method: str, budget: int) -> list[dict[str, Any]]:
-    """`budget` points of `method`'s candidate grid: the first distinct cells that the unscrambled
-    Sobol sequence visits, so the choice is fixed and every knob's values are covered evenly
-    (4 x 4 grid, budget 8: each value of each knob twice)."""
+    """`budget` points of `method`'s candidate grid: the cells of the first points of the unscrambled
+    Sobol sequence. Each knob has a power-of-2 number of values (the grid holds 16 points), so these
+    cells are distinct, the choice is fixed, and each knob's values are covered evenly (4 x 4 grid,
+    budget 8: each value of each knob twice; 16 values, budget 8: every other one)."""
     check_grid(method, KNOBS[method])
     if not 1 <= budget <= TUNE_GRID_POINTS:
         raise ParamsError(f"parameter 'tune_budget' must lie in [1, {TUNE_GRID_POINTS}]; got {budget}")
     names = list(KNOBS[method])
     sizes = [len(KNOBS[method][n]) for n in names]
-    cells: list[tuple[int, ...]] = []
-    for u in qmc.Sobol(len(names), scramble=False).random_base2(10):  # 1024 points, deterministic
-        cell = tuple(min(int(x * s), s - 1) for x, s in zip(u, sizes))
-        if cell not in cells:
-            cells.append(cell)
-        if len(cells) == budget:
-            break
-    return [{n: KNOBS[method][n][i] for n, i in zip(names, cell)} for cell in cells]
+    sobol = qmc.Sobol(len(names), scramble=False).random_base2(TUNE_GRID_POINTS.bit_length() - 1)
+    return [{n: KNOBS[method][n][int(x * s)] for n, x, s in zip(names, u, sizes)} for u in sobol[:budget]]
 
 
 def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
