@@ -194,3 +194,43 @@ def test_the_score_rewards_matching_the_gold_model():
     # the forget set destroyed: a lower score still
     wrong = dataclasses.replace(gold, forget=-gold.forget)
     assert tuning.alignment_score(wrong, gold, labels)[0] < score
+
+
+def test_the_notebooks_that_evaluate_declare_the_tuning_parameters():
+    from tmu_utils import notebooks
+
+    for name in ("05_evaluation", "06_sweep_report"):  # both call pipeline.evaluate
+        declared = notebooks.declared_parameters(notebooks.NOTEBOOK_DIR / f"{name}.ipynb")
+        assert {"tuning", "tune_budget"} <= set(declared), name
+
+
+@pytest.fixture(scope="module")
+def tune_defaults():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tune_defaults", ROOT / "benchmarks" / "tune_defaults.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_tune_defaults_takes_the_lower_median_of_the_seeds_choices(tune_defaults):
+    picks = {100: 1e-4, 101: 3e-3, 102: 2e-4}
+    per_seed = {s: {"neggrad": {"chosen": {"neggrad_lr": v}}} for s, v in picks.items()}
+    assert tune_defaults.medians(per_seed) == {"neggrad": {"neggrad_lr": 2e-4}}
+    del per_seed[102]
+    assert tune_defaults.medians(per_seed) == {"neggrad": {"neggrad_lr": 1e-4}}  # a chosen value, never between
+
+
+def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaults, tmp_path):
+    script = tune_defaults
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "methods=[tmu,neggrad]",
+                        "--set", "tune_budget=2", "--set", f"cache_dir={cache}"]) == 0
+    written = json.loads((out / "smoke.json").read_text())
+    assert list(written["seeds"]) == ["100"] and list(written["median"]) == ["tmu", "neggrad"]
+    for method, knobs in written["median"].items():
+        assert knobs == written["seeds"]["100"][method]["chosen"]  # one seed: its own choice
+        assert knobs in written["seeds"]["100"][method]["grid"]
+    assert "| neggrad | neggrad_lr |" in (out / "smoke.md").read_text()
+    assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
