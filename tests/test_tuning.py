@@ -234,3 +234,12 @@ def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaul
         assert knobs in written["seeds"]["100"][method]["grid"]
     assert "| neggrad | neggrad_lr |" in (out / "smoke.md").read_text()
     assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
+
+
+def test_class_scenario_hands_tmu_nothing_easy_on_the_twin_problem_too(twin_run, cache_dir, monkeypatch):
+    ctx = smoke_context(cache_dir, "forget_scenario=class", "forget_class=2", "tune_budget=1")
+    handed = []
+    real = tuning.METHODS["tmu"]
+    monkeypatch.setitem(tuning.METHODS, "tmu", lambda task: handed.append(task.easy.clone()) or real(task))
+    tuning.tune_methods(ctx, pipeline.original_model(ctx)[0], ["tmu"])
+    assert len(handed) == 1 and len(handed[0]) == len(ctx.splits.twin_forget) and not handed[0].any()
