@@ -358,6 +358,10 @@ def method_outputs(ctx: Context, refs: References, method: str,
     """Outputs and unlearning time of one method; TMU variants get their easy/hard split here."""
     if method in TWIN_METHODS and pred is None:
         raise ValueError(f"method {method!r} needs the predictor's output (pred)")
+    if ctx.params.tuning == "twin":  # with the knobs chosen on the twin problem (cached: tuned once)
+        from .tuning import tune_methods, tuned_context
+
+        ctx = tuned_context(ctx, tune_methods(ctx, refs.original, [method])[0].get(method))
     easy = {"tmu": lambda: pred.easy, "tmu_random_rank": lambda: random_rank(ctx, pred.easy),
             "tmu_oracle": lambda: refs.true_easy, "tmu_all_hard": lambda: torch.zeros_like(refs.true_easy)}
     return unlearned_outputs(ctx, method, refs.original, easy[method]() if method in easy else None)
@@ -414,7 +418,7 @@ def evaluate(ctx: Context) -> dict:
                                             "relabels all of D_f without a twin problem or predictor")
 
     if params.tuning == "twin":  # each method's knobs, chosen on the twin problem (docs/tuning.md)
-        from .tuning import tune_methods, tuned_context
+        from .tuning import tune_methods
 
         results["tuning"], results["timing"]["tuning_shared_s"] = tune_methods(ctx, refs.original, params.methods)
         write_results(out_dir, results)
@@ -429,8 +433,7 @@ def evaluate(ctx: Context) -> dict:
         elif method == "retrain":
             metrics = dict(gold_metrics, time_s=refs.timing["gold_s"], rte=1.0, rte_with_one_off=1.0)
         else:
-            method_ctx = tuned_context(ctx, results["tuning"].get(method)) if params.tuning == "twin" else ctx
-            outputs, seconds = method_outputs(method_ctx, refs, method, pred)
+            outputs, seconds = method_outputs(ctx, refs, method, pred)
             metrics = score(ctx, outputs, refs.gold_outputs, gold_rate)
             # The twin-based variants also pay for M_t, M_c, the features and the predictor.
             one_off = results["timing"].get("tmu_one_off_s", 0.0) if method in TWIN_METHODS else 0.0
