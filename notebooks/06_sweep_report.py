@@ -94,6 +94,9 @@ scrub_gamma = 0.1
 scrub_temperature = 4.0
 salun_sparsity = 0.5
 l1_sparse_alpha = 0.0005
+# gold-free tuning: fixed keeps the knobs above, twin chooses them per run (docs/tuning.md)
+tuning = "fixed"
+tune_budget = 8
 # evaluation (SPEC §7)
 mia_max_per_side = 5000
 # the folder of runs to summarise (relative: to the repository; empty: runs/<name>). The demo

@@ -24,6 +24,7 @@ UNLEARNING_METHODS = (
     "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank",
     "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse",
 )
+TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning.py): tune_budget's ceiling
 
 
 class ParamsError(ValueError):
@@ -107,6 +108,9 @@ class Params:
     scrub_temperature: float = 4.0  # SCRUB distillation temperature
     salun_sparsity: float = 0.5  # share of weights kept trainable by SalUn's saliency mask
     l1_sparse_alpha: float = 5e-4  # initial L1 penalty of l1_sparse, decays linearly to 0
+    # --- tuning (docs/tuning.md) ---
+    tuning: str = "fixed"  # fixed | twin: keep the knobs above, or choose each method's per run on the twin problem
+    tune_budget: int = 8  # grid points every method gets when tuning on the twin problem (1 to 16)
     # --- evaluation (SPEC §7) ---
     mia_max_per_side: int = 5000  # samples per side for the membership-inference attack
 
@@ -126,11 +130,12 @@ _CHOICES = {
     "feature_scaling": ("per_set", "twin"),
     "hard_loss": ("random_label", "ascent"),
     "hard_label": ("random", "runner_up"),
+    "tuning": ("fixed", "twin"),
 }
 _POSITIVE = ("epochs", "batch_size", "lr", "twin_lr", "knn_k", "bank_per_class", "predictor_epochs",
              "predictor_lr", "unlearn_epochs", "unlearn_lr", "unlearn_batch_size", "hard_repeat",
              "image_size", "neggrad_lr", "scrub_lr", "bad_teacher_temperature", "scrub_temperature",
-             "mia_max_per_side", "curriculum_epochs")
+             "mia_max_per_side", "curriculum_epochs", "tune_budget")
 _NON_NEGATIVE = ("seed", "train_limit", "test_limit", "weight_decay", "momentum", "twin_epochs",
                  "adv_steps", "adv_eps", "noise_std", "neggrad_plus_alpha", "scrub_max_epochs",
                  "scrub_alpha", "scrub_gamma", "l1_sparse_alpha", "forget_class")
@@ -234,6 +239,9 @@ def validate(p: Params) -> Params:
         raise ParamsError("parameter 'data_dir' is required when dataset is 'imagefolder'")
     if p.device not in ("auto", "cpu", "mps") and not p.device.startswith("cuda"):
         raise ParamsError(f"parameter 'device' must be auto, cpu, cuda, cuda:N or mps; got {p.device!r}")
+    if p.tune_budget > TUNE_GRID_POINTS:
+        raise ParamsError(f"parameter 'tune_budget' must not exceed {TUNE_GRID_POINTS}, the candidate points of every "
+                          f"method's tuning grid; got {p.tune_budget}")
     if p.knn_k > p.bank_per_class:
         raise ParamsError("parameter 'knn_k' must not exceed 'bank_per_class'")
     return p

@@ -273,9 +273,10 @@ def model_outputs(ctx: Context, model: nn.Module) -> Outputs:
     return Outputs(*(predict(model, ctx.subset(s)[0], ctx.device) for s in ("forget", "retain", "test")))
 
 
-# Fields that change how a run is shown or stored, never what it computes.
+# Fields that change how a run is shown or stored, never what it computes. `tuning` and `tune_budget`
+# only choose other fields' values (the knobs), which are themselves in every key.
 PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "population_dir", "methods",
-                       "mia_max_per_side")
+                       "mia_max_per_side", "tuning", "tune_budget")
 
 
 def unlearned_outputs(ctx: Context, method: str, original: nn.Module,
@@ -358,6 +359,10 @@ def method_outputs(ctx: Context, refs: References, method: str,
     """Outputs and unlearning time of one method; TMU variants get their easy/hard split here."""
     if method in TWIN_METHODS and pred is None:
         raise ValueError(f"method {method!r} needs the predictor's output (pred)")
+    if ctx.params.tuning == "twin":  # with the knobs chosen on the twin problem (cached: tuned once)
+        from .tuning import tune_methods, tuned_context
+
+        ctx = tuned_context(ctx, tune_methods(ctx, refs.original, [method])[0].get(method))
     easy = {"tmu": lambda: pred.easy, "tmu_random_rank": lambda: random_rank(ctx, pred.easy),
             "tmu_oracle": lambda: refs.true_easy, "tmu_all_hard": lambda: torch.zeros_like(refs.true_easy)}
     return unlearned_outputs(ctx, method, refs.original, easy[method]() if method in easy else None)
@@ -412,6 +417,12 @@ def evaluate(ctx: Context) -> dict:
         if params.forget_scenario == "class":
             results["predictor"]["note"] = ("class scenario: every forget sample is treated as hard, so TMU "
                                             "relabels all of D_f without a twin problem or predictor")
+
+    if params.tuning == "twin":  # each method's knobs, chosen on the twin problem (docs/tuning.md)
+        from .tuning import tune_methods
+
+        results["tuning"], results["timing"]["tuning_shared_s"] = tune_methods(ctx, refs.original, params.methods)
+        write_results(out_dir, results)
 
     results["methods"] = {}
     bar = tqdm(params.methods, desc="methods", disable=not progress_enabled(params.progress), leave=False)

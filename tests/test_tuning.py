@@ -1,0 +1,245 @@
+"""Gold-free tuning on the twin problem (tmu_utils/tuning.py), on params/smoke.yaml: the results.json
+block, equal budgets, the choice rule, the cache, out-of-fold TMU splits, and no gold model."""
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tmu_utils import pipeline, tuning
+from tmu_utils.__main__ import main
+from tmu_utils.metrics import Outputs
+from tmu_utils.params import TUNE_GRID_POINTS, UNLEARNING_METHODS, ParamsError, load_params, make_params
+
+ROOT = Path(__file__).resolve().parent.parent
+SMOKE = ROOT / "params" / "smoke.yaml"
+# Two TMU variants and two baselines keep the end-to-end run within a minute on a 2-core CPU.
+METHODS = "[original,retrain,tmu,tmu_random_rank,finetune,scrub]"
+TUNED = ["tmu", "tmu_random_rank", "finetune", "scrub"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def twin_run(cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["run", str(SMOKE), "--set", "tuning=twin", "--set", f"methods={METHODS}", "--set",
+                 f"cache_dir={cache_dir}", "--out", str(out), "--direct", "--quiet"])
+    assert code == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def smoke_context(cache_dir, *overrides):
+    return pipeline.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", "tuning=twin", *overrides]))
+
+
+def test_cli_twin_run_records_equal_budgets_and_the_best_point(twin_run):
+    tuned = twin_run["tuning"]
+    assert list(tuned) == TUNED
+    for method, record in tuned.items():
+        grid = record["grid"]
+        assert len(grid) == 8, method  # tune_budget's default, the same for every method
+        assert len({json.dumps(p, sort_keys=True) for p in grid}) == len(grid), method
+        assert len(record["scores"]) == len(record["seconds"]) == len(grid)
+        assert all(0 <= s <= 1 for s in record["scores"]), method
+        best = max(range(len(grid)), key=lambda i: (record["scores"][i], -i))
+        assert record["chosen"] == grid[best], method
+        assert record["tuning_s"] >= sum(record["seconds"]) > 0
+    assert twin_run["timing"]["tuning_shared_s"] > 0
+    assert set(twin_run["methods"]) == {"original", "retrain", *TUNED}
+
+
+def test_the_real_unlearning_runs_with_the_chosen_knobs(twin_run, cache_dir, tmp_path, monkeypatch):
+    seen = {}
+    fetch = pipeline.unlearned_outputs
+
+    def spy(ctx, method, original, easy=None):
+        seen[method] = {k: getattr(ctx.params, k) for k in tuning.KNOBS[method]}
+        return fetch(ctx, method, original, easy)
+
+    monkeypatch.setattr(pipeline, "unlearned_outputs", spy)
+    params = load_params(SMOKE, ["tuning=twin", f"methods={METHODS}", f"cache_dir={cache_dir}", f"out_dir={tmp_path}"])
+    again = pipeline.evaluate(pipeline.prepare(params))
+    assert seen == {m: twin_run["tuning"][m]["chosen"] for m in TUNED}
+    for key in ("forget_acc", "activation_distance", "time_s"):  # fetched, not re-unlearned with other knobs
+        assert again["methods"]["tmu"][key] == twin_run["methods"]["tmu"][key]
+
+
+def test_a_rerun_does_not_tune_again(twin_run, cache_dir, monkeypatch):
+    def no_tuning(*args, **kwargs):
+        raise AssertionError("a cached tuning was run again")
+
+    monkeypatch.setattr(tuning, "tune_method", no_tuning)
+    ctx = smoke_context(cache_dir, f"methods={METHODS}")
+    records, _ = tuning.tune_methods(ctx, pipeline.original_model(ctx)[0], ctx.params.methods)
+    assert {m: r["chosen"] for m, r in records.items()} == {m: twin_run["tuning"][m]["chosen"] for m in TUNED}
+
+
+def test_tuning_and_unlearning_never_touch_the_gold_model(tmp_path, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("tuning asked for the gold model")
+
+    monkeypatch.setattr(pipeline, "gold_model", forbidden)
+    ctx = smoke_context(tmp_path, "tune_budget=2")
+    original, _ = pipeline.original_model(ctx)
+    pred, _ = pipeline.tmu_predict_easy(ctx, original)
+    tunable = [m for m in UNLEARNING_METHODS if m in tuning.KNOBS]
+    records, _ = tuning.tune_methods(ctx, original, tunable)
+    assert list(records) == tunable and all(len(r["grid"]) == 2 for r in records.values())
+    for method in ("tmu", "finetune", "scrub"):  # the real unlearning, with the chosen knobs
+        easy = pred.easy if method == "tmu" else None
+        model, seconds = pipeline.unlearn(tuning.tuned_context(ctx, records[method]), method, original, easy)
+        assert seconds > 0
+    assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built
+
+
+def test_tmu_twin_split_is_out_of_fold(twin_run, cache_dir, monkeypatch):
+    ctx = smoke_context(cache_dir)
+    original, _ = pipeline.original_model(ctx)
+    twin, _ = pipeline.twin_model(ctx, original)
+    raw, _ = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])
+    g = raw["twin_labels"]
+    rows = []
+    fit = tuning.fit_predictor
+
+    def spy(features, labels, *args):
+        rows.append(len(labels))
+        return fit(features, labels, *args)
+
+    monkeypatch.setattr(tuning, "fit_predictor", spy)
+    easy = tuning.out_of_fold_easy(ctx, raw)
+    n = len(g)
+    # one predictor per fold, each fitted without its fold: every sample is held out exactly once
+    assert len(rows) == ctx.params.cv_folds and sum(n - r for r in rows) == n
+    assert not torch.equal(easy, g)
+    assert abs(easy.float().mean().item() - g.float().mean().item()) < 0.02  # rate_match, per fold
+
+
+def test_tmu_is_handed_the_out_of_fold_split_and_only_the_oracle_the_labels(twin_run, cache_dir, monkeypatch):
+    # predictor_epochs=49: a new key for the splits and TMU's tuning, the cached models and features
+    ctx = smoke_context(cache_dir, "predictor_epochs=49", "tune_budget=1")
+    original, _ = pipeline.original_model(ctx)
+    n = len(ctx.splits.twin_forget)
+    planted = torch.arange(n) % 3 == 0
+    monkeypatch.setattr(tuning, "out_of_fold_easy", lambda ctx, raw: planted.clone())
+    splits, _ = tuning.twin_easy_splits(ctx, original)
+    twin, _ = pipeline.twin_model(ctx, original)
+    g = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])[0]["twin_labels"]
+    assert torch.equal(splits["tmu"], planted) and torch.equal(splits["tmu_oracle"], g)
+    assert splits["tmu_random_rank"].sum() == planted.sum() and not torch.equal(splits["tmu_random_rank"], planted)
+
+    handed = {}
+    real = tuning.METHODS["tmu"]
+
+    def spy(task):
+        handed[len(handed)] = task.easy.clone()
+        return real(task)
+
+    monkeypatch.setitem(tuning.METHODS, "tmu", spy)
+    monkeypatch.setitem(tuning.METHODS, "tmu_all_hard", spy)
+    tuning.tune_methods(ctx, original, ["tmu", "tmu_all_hard"])
+    assert torch.equal(handed[0], planted) and not handed[1].any()
+
+
+def test_grids_give_every_method_the_same_number_of_distinct_points():
+    for method in tuning.KNOBS:
+        for budget in (1, 8, TUNE_GRID_POINTS):
+            points = tuning.grid_points(method, budget)
+            assert len({json.dumps(p, sort_keys=True) for p in points}) == budget
+            assert points == tuning.grid_points(method, budget)  # deterministic
+    # on a 4 x 4 grid, 8 points take each value of each knob twice
+    points = tuning.grid_points("tmu", 8)
+    for knob, values in tuning.KNOBS["tmu"].items():
+        assert sorted(p[knob] for p in points) == sorted(values * 2)
+    assert set(tuning.KNOBS) | set(tuning.NO_KNOBS) == set(UNLEARNING_METHODS)
+
+
+def test_an_unknown_knob_in_a_grid_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(tuning.KNOBS, "finetune", {"unlearn_rate": (0.01, 0.02, 0.03, 0.04),
+                                                   "unlearn_epochs": (1, 2, 3, 5)})
+    with pytest.raises(ValueError, match="method 'finetune' names 'unlearn_rate', which is not a parameter"):
+        tuning.grid_points("finetune", 8)
+    with pytest.raises(ValueError, match="'finetune'.*'unlearn_rate'"):
+        tuning.check_grids()
+    monkeypatch.delitem(tuning.KNOBS, "finetune")
+    with pytest.raises(ValueError, match=r"\['finetune'\] declare no tuning grid"):
+        tuning.check_grids()
+
+
+@pytest.mark.parametrize("budget", [0, -1, TUNE_GRID_POINTS + 1])
+def test_tune_budget_out_of_range_is_a_params_error(budget, capsys):
+    with pytest.raises(ParamsError, match="'tune_budget'"):
+        make_params({"tune_budget": budget})
+    assert main(["run", str(SMOKE), "--set", f"tune_budget={budget}"]) == 2
+    assert "tune_budget" in capsys.readouterr().err
+    with pytest.raises(ParamsError, match="'tuning'"):
+        make_params({"tuning": "gold"})
+
+
+def test_the_score_rewards_matching_the_gold_model():
+    torch.manual_seed(0)
+    gold = Outputs(torch.randn(50, 10), torch.randn(60, 10), torch.randn(70, 10))
+    labels = {"forget": gold.forget.argmax(1), "retain": gold.retain.argmax(1), "test": gold.test.argmax(1)}
+    assert tuning.alignment_score(gold, gold, labels)[0] == pytest.approx(1.0)
+    # the same accuracies everywhere (ToW = 1) but flattened outputs on D_f: a lower score
+    flat = dataclasses.replace(gold, forget=gold.forget / 10)
+    score, metrics = tuning.alignment_score(flat, gold, labels)
+    assert metrics["tow"] == 1.0 and score == pytest.approx(1 - metrics["activation_distance"] / math.sqrt(2))
+    assert score < 0.99
+    # the forget set destroyed: a lower score still
+    wrong = dataclasses.replace(gold, forget=-gold.forget)
+    assert tuning.alignment_score(wrong, gold, labels)[0] < score
+
+
+def test_the_notebooks_that_evaluate_declare_the_tuning_parameters():
+    from tmu_utils import notebooks
+
+    for name in ("05_evaluation", "06_sweep_report"):  # both call pipeline.evaluate
+        declared = notebooks.declared_parameters(notebooks.NOTEBOOK_DIR / f"{name}.ipynb")
+        assert {"tuning", "tune_budget"} <= set(declared), name
+
+
+@pytest.fixture(scope="module")
+def tune_defaults():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tune_defaults", ROOT / "benchmarks" / "tune_defaults.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_tune_defaults_takes_the_lower_median_of_the_seeds_choices(tune_defaults):
+    picks = {100: 1e-4, 101: 3e-3, 102: 2e-4}
+    per_seed = {s: {"neggrad": {"chosen": {"neggrad_lr": v}}} for s, v in picks.items()}
+    assert tune_defaults.medians(per_seed) == {"neggrad": {"neggrad_lr": 2e-4}}
+    del per_seed[102]
+    assert tune_defaults.medians(per_seed) == {"neggrad": {"neggrad_lr": 1e-4}}  # a chosen value, never between
+
+
+def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaults, tmp_path):
+    script = tune_defaults
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "methods=[tmu,neggrad]",
+                        "--set", "tune_budget=2", "--set", f"cache_dir={cache}"]) == 0
+    written = json.loads((out / "smoke.json").read_text())
+    assert list(written["seeds"]) == ["100"] and list(written["median"]) == ["tmu", "neggrad"]
+    for method, knobs in written["median"].items():
+        assert knobs == written["seeds"]["100"][method]["chosen"]  # one seed: its own choice
+        assert knobs in written["seeds"]["100"][method]["grid"]
+    assert "| neggrad | neggrad_lr |" in (out / "smoke.md").read_text()
+    assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
+
+
+def test_class_scenario_hands_tmu_nothing_easy_on_the_twin_problem_too(twin_run, cache_dir, monkeypatch):
+    ctx = smoke_context(cache_dir, "forget_scenario=class", "forget_class=2", "tune_budget=1")
+    handed = []
+    real = tuning.METHODS["tmu"]
+    monkeypatch.setitem(tuning.METHODS, "tmu", lambda task: handed.append(task.easy.clone()) or real(task))
+    tuning.tune_methods(ctx, pipeline.original_model(ctx)[0], ["tmu"])
+    assert len(handed) == 1 and len(handed[0]) == len(ctx.splits.twin_forget) and not handed[0].any()

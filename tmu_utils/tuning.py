@@ -1,0 +1,259 @@
+"""Gold-free, equal-budget tuning of every method on the twin problem (docs/tuning.md).
+
+The twin problem is an unlearning problem whose answer is known without the gold model: the
+original is M_t, the forget set D_tf, the retain set the members M, and its gold model is M_o,
+which never saw D_tf. Each method's knobs are chosen there, per run, on any data set:
+- every method gets the same number of grid points (`tune_budget`), taken from a declared
+  candidate grid of TUNE_GRID_POINTS points;
+- every point is scored by one criterion, the same for every method (`alignment_score`);
+- TMU is handed the easy/hard split its predictor makes for samples it never trained on
+  (out-of-fold), never the twin labels themselves.
+Nothing here touches M_g or M_g'.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from scipy.stats import qmc
+from torch import nn
+
+from . import features as feats
+from . import pipeline
+from .metrics import Outputs, alignment_metrics
+from .params import FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, ParamsError, validate
+from .predictor import fit_predictor, predict_easy, predict_proba
+from .training import predict, seed_everything
+from .unlearning import METHODS, UnlearnTask
+
+# Candidate values bracket each fixed default by a factor of 2-4 either way (NegGrad's by more: on the
+# default data, params.py notes, it moves from doing nothing to diverging within a factor of 3, and
+# where that edge lies depends on the data set).
+_UNLEARN_LR = (0.002, 0.005, 0.01, 0.02)
+_TMU = {"unlearn_lr": _UNLEARN_LR, "hard_repeat": (1, 2, 4, 8)}
+# Knob name (a Params field) -> candidate values, per method. Each grid is their product.
+KNOBS: dict[str, dict[str, tuple]] = {
+    "tmu": _TMU,
+    "tmu_oracle": _TMU,
+    "tmu_all_hard": _TMU,
+    "tmu_random_rank": _TMU,
+    "finetune": {"unlearn_lr": _UNLEARN_LR, "unlearn_epochs": (1, 2, 3, 5)},
+    "neggrad": {"neggrad_lr": (2e-5, 3e-5, 4e-5, 6e-5, 8e-5, 1e-4, 1.5e-4, 2e-4, 3e-4, 4e-4, 6e-4, 8e-4, 1e-3,
+                               1.5e-3, 2e-3, 3e-3)},
+    "neggrad_plus": {"unlearn_lr": _UNLEARN_LR, "neggrad_plus_alpha": (0.1, 0.25, 0.5, 1.0)},
+    "random_label": {"unlearn_lr": _UNLEARN_LR, "unlearn_epochs": (1, 2, 3, 5)},
+    "bad_teacher": {"unlearn_lr": _UNLEARN_LR, "bad_teacher_temperature": (0.5, 1.0, 2.0, 4.0)},
+    # scrub_max_epochs 0 is the min-steps-only end of SCRUB's schedule: distillation on D_r alone.
+    "scrub": {"scrub_lr": (5e-4, 1e-3, 2e-3, 5e-3), "scrub_max_epochs": (0, 1, 2, 3)},
+    "salun": {"unlearn_lr": _UNLEARN_LR, "salun_sparsity": (0.1, 0.3, 0.5, 0.7)},
+    "l1_sparse": {"unlearn_lr": _UNLEARN_LR, "l1_sparse_alpha": (1e-4, 2e-4, 5e-4, 1e-3)},
+}
+NO_KNOBS = ("original", "retrain")  # references, scored as they are
+# Members and test images each grid point is scored on (and all of D_tf): an accuracy's standard
+# error stays below 1.1 pp, the same images score every point, and scoring stays cheap.
+TWIN_EVAL_SAMPLES = 2000
+
+
+def check_grid(method: str, grid: dict[str, tuple]) -> None:
+    """Raise ValueError naming the method and the knob when `grid` is not a valid tuning grid."""
+    for knob, values in grid.items():
+        if knob not in FIELD_TYPES:
+            raise ValueError(f"tuning grid of method '{method}' names '{knob}', which is not a parameter")
+        if not values:
+            raise ValueError(f"tuning grid of method '{method}' gives knob '{knob}' no values")
+    if math.prod(len(v) for v in grid.values()) != TUNE_GRID_POINTS:
+        raise ValueError(f"tuning grid of method '{method}' must hold {TUNE_GRID_POINTS} points")
+
+
+def check_grids() -> None:
+    """Check every grid, and that every method declares one or has no knobs."""
+    for method, grid in KNOBS.items():
+        check_grid(method, grid)
+    undeclared = set(UNLEARNING_METHODS) - set(KNOBS) - set(NO_KNOBS)
+    if undeclared:
+        raise ValueError(f"method(s) {sorted(undeclared)} declare no tuning grid (add them to KNOBS or NO_KNOBS)")
+
+
+check_grids()
+
+
+def grid_points(method: str, budget: int) -> list[dict[str, Any]]:
+    """`budget` points of `method`'s candidate grid: the cells of the first points of the unscrambled
+    Sobol sequence. Each knob has a power-of-2 number of values (the grid holds 16 points), so these
+    cells are distinct, the choice is fixed, and each knob's values are covered evenly (4 x 4 grid,
+    budget 8: each value of each knob twice; 16 values, budget 8: every other one)."""
+    check_grid(method, KNOBS[method])
+    if not 1 <= budget <= TUNE_GRID_POINTS:
+        raise ParamsError(f"parameter 'tune_budget' must lie in [1, {TUNE_GRID_POINTS}]; got {budget}")
+    names = list(KNOBS[method])
+    sizes = [len(KNOBS[method][n]) for n in names]
+    sobol = qmc.Sobol(len(names), scramble=False).random_base2(TUNE_GRID_POINTS.bit_length() - 1)
+    return [{n: KNOBS[method][n][int(x * s)] for n, x, s in zip(names, u, sizes)} for u in sobol[:budget]]
+
+
+def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+    """ToW × (1 − AD/√2): accuracy agreement on the forget, retain and test sets times per-sample
+    output agreement on the forget set (AD ≤ √2 between two probability vectors), in [0, 1],
+    higher is better. The score, and the metrics it came from."""
+    m = alignment_metrics(u, gold, labels)
+    return m["tow"] * (1.0 - m["activation_distance"] / math.sqrt(2.0)), m
+
+
+@dataclass
+class TwinProblem:
+    """The twin unlearning problem: original M_t, forget set D_tf, retain set M, gold M_o."""
+
+    original: nn.Module  # M_t
+    forget_x: torch.Tensor  # D_tf
+    forget_y: torch.Tensor
+    retain_x: torch.Tensor  # M
+    retain_y: torch.Tensor
+    eval_x: dict[str, torch.Tensor]  # forget (D_tf), retain (a subsample of M), test (a subsample)
+    labels: dict[str, torch.Tensor]
+    gold_outputs: Outputs  # M_o's logits on eval_x
+
+
+def _subsample(n: int, seed: int, salt: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed * 7919 + salt)
+    return torch.randperm(n, generator=generator)[:TWIN_EVAL_SAMPLES].sort().values
+
+
+def twin_problem(ctx: pipeline.Context, original: nn.Module) -> TwinProblem:
+    """The twin problem of this run, with M_o's outputs on its scoring sets."""
+    twin, _ = pipeline.twin_model(ctx, original)
+    forget_x, forget_y = ctx.subset("twin_forget")
+    retain_x, retain_y = ctx.subset("members")
+    test_x, test_y = ctx.subset("test")
+    r, t = _subsample(len(retain_y), ctx.params.seed, 23), _subsample(len(test_y), ctx.params.seed, 29)
+    eval_x = {"forget": forget_x, "retain": retain_x[r], "test": test_x[t]}
+    labels = {"forget": forget_y, "retain": retain_y[r], "test": test_y[t]}
+    gold = Outputs(*(predict(original, eval_x[s], ctx.device) for s in ("forget", "retain", "test")))
+    return TwinProblem(twin, forget_x, forget_y, retain_x, retain_y, eval_x, labels, gold)
+
+
+def _rows(raw: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {name: values[idx] for name, values in raw.items()}
+
+
+def out_of_fold_easy(ctx: pipeline.Context, raw: dict) -> torch.Tensor:
+    """TMU's easy/hard split of D_tf, each fold labelled by a predictor fitted on the other folds,
+    with the real run's scaling and threshold rule (rate_match: the training folds' easy rate).
+
+    The folds are those of the reported twin CV accuracy (same seed)."""
+    p = ctx.params
+    g = raw["twin_labels"]
+    order = torch.randperm(len(g), generator=torch.Generator().manual_seed(ctx.seeds["unlearning"]))
+    easy = torch.zeros(len(g), dtype=torch.bool)
+    for fold in order.chunk(p.cv_folds):
+        train = order[~torch.isin(order, fold)]
+        x_train, x_fold = feats.feature_matrix(_rows(raw["twin"], train), _rows(raw["twin"], fold), p.features,
+                                               p.feature_scaling)
+        model = fit_predictor(x_train, g[train], p.predictor_epochs, p.predictor_lr, ctx.seeds["unlearning"])
+        easy[fold], _ = predict_easy(predict_proba(model, x_fold), p.threshold, g[train].float().mean().item())
+    return easy
+
+
+# What fixes the easy/hard splits of D_tf: the twin features, the predictor and its threshold rule.
+EASY_FIELDS = pipeline.FEATURE_FIELDS + ("features", "feature_scaling", "predictor_epochs", "predictor_lr",
+                                         "threshold", "cv_folds")
+
+
+def twin_easy_splits(ctx: pipeline.Context, original: nn.Module) -> tuple[dict[str, torch.Tensor], float]:
+    """The easy/hard split of D_tf each TMU variant is handed (cached), and the seconds it took."""
+    def build():
+        if ctx.params.forget_scenario == "class":  # the real run's rule: every forget sample is hard
+            nothing_easy = torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)
+            return {"predicted": nothing_easy, "labels": nothing_easy}, {"seconds": 0.0}
+        twin, _ = pipeline.twin_model(ctx, original)
+        curriculum, _ = pipeline.curriculum_model(ctx)
+        raw, _ = pipeline.generalization_features(ctx, original, twin, curriculum)
+        start = time.perf_counter()
+        predicted = out_of_fold_easy(ctx, raw)
+        return {"predicted": predicted, "labels": raw["twin_labels"]}, {"seconds": time.perf_counter() - start}
+
+    payload, meta = ctx.cache.get_or_build("twin_easy", ctx.key(EASY_FIELDS), build)
+    predicted = payload["predicted"]
+    # Only the oracle, an upper bound, is handed the twin labels themselves.
+    return {"tmu": predicted, "tmu_random_rank": pipeline.random_rank(ctx, predicted),
+            "tmu_oracle": payload["labels"]}, meta["seconds"]
+
+
+def twin_unlearn(ctx: pipeline.Context, problem: TwinProblem, method: str, params: Params,
+                 easy: torch.Tensor | None) -> tuple[Outputs, float]:
+    """Run `method` with `params` on the twin problem: its outputs on the scoring sets and its wall time."""
+    seed = ctx.seeds["unlearning"]
+    task = UnlearnTask(problem.original, problem.retain_x, problem.retain_y, problem.forget_x, problem.forget_y,
+                       ctx.dataset.num_classes, params, ctx.device, easy=easy, seed=seed)
+    seed_everything(seed)
+    start = time.perf_counter()
+    model = METHODS[method](task)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return Outputs(*(predict(model, problem.eval_x[s], ctx.device) for s in ("forget", "retain", "test"))), seconds
+
+
+def tune_method(ctx: pipeline.Context, problem: TwinProblem, method: str, easy: torch.Tensor | None) -> dict:
+    """Score every grid point of `method` on the twin problem; choose the best (first on ties)."""
+    start = time.perf_counter()
+    grid = grid_points(method, ctx.params.tune_budget)
+    record: dict[str, Any] = {"grid": grid, "scores": [], "tow": [], "activation_distance": [], "seconds": []}
+    for point in grid:
+        outputs, seconds = twin_unlearn(ctx, problem, method, dataclasses.replace(ctx.params, **point), easy)
+        score, metrics = alignment_score(outputs, problem.gold_outputs, problem.labels)
+        record["scores"].append(score)
+        record["tow"].append(metrics["tow"])
+        record["activation_distance"].append(metrics["activation_distance"])
+        record["seconds"].append(seconds)
+    # A diverged point (NaN outputs) scores NaN and is never chosen over a finite one.
+    finite = [s if math.isfinite(s) else -math.inf for s in record["scores"]]
+    best = max(range(len(grid)), key=lambda i: (finite[i], -i))
+    record["chosen"] = dict(grid[best])
+    record["tuning_s"] = time.perf_counter() - start
+    return record
+
+
+def tuning_key(ctx: pipeline.Context, method: str) -> str:
+    """Cache key of a method's tuning: every computed field but its own knobs, the budget (which only
+    the unlearned outputs may ignore: their key holds the chosen knobs), and the grid itself."""
+    fields = [f for f in ctx.params.to_dict() if f not in pipeline.PRESENTATION_FIELDS and f not in KNOBS[method]]
+    grid = json.dumps(grid_points(method, ctx.params.tune_budget), sort_keys=True)
+    return f"{method}-{ctx.key(fields + ['tune_budget'])}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
+
+
+def tune_methods(ctx: pipeline.Context, original: nn.Module, methods: list[str]) -> tuple[dict[str, dict], float]:
+    """Tune every method in `methods` that has knobs (each cached); return the records and the shared
+    cost of the twin problem: M_t's training and, for the TMU variants, the easy/hard splits of D_tf
+    (the features they need are TMU's one-off cost, reported there)."""
+    tunable = [m for m in methods if m in KNOBS]
+    if not tunable:
+        return {}, 0.0
+    shared_s = pipeline.twin_model(ctx, original)[1]["seconds"]
+    easy = {"tmu_all_hard": torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)}
+    if any(m in tunable for m in ("tmu", "tmu_oracle", "tmu_random_rank")):
+        splits, easy_s = twin_easy_splits(ctx, original)
+        easy.update(splits)
+        shared_s += easy_s
+    problem: list[TwinProblem] = []  # built once, and only when some method's tuning is not cached
+
+    def build(method: str) -> tuple[dict, dict]:
+        if not problem:
+            problem.append(twin_problem(ctx, original))
+        record = tune_method(ctx, problem[0], method, easy.get(method))
+        return record, {"seconds": record["tuning_s"]}
+
+    records = {m: ctx.cache.get_or_build("tuning", tuning_key(ctx, m), lambda m=m: build(m))[0] for m in tunable}
+    return records, shared_s
+
+
+def tuned_context(ctx: pipeline.Context, record: dict | None) -> pipeline.Context:
+    """`ctx` with the knobs a tuning record chose (unchanged without a record)."""
+    if record is None:
+        return ctx
+    return dataclasses.replace(ctx, params=validate(dataclasses.replace(ctx.params, **record["chosen"])))
