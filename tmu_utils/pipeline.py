@@ -28,7 +28,8 @@ from .models import build_model
 from .params import Params, params_hash
 from .predictor import cross_validated_accuracy, fit_predictor, predict_easy, predict_proba, quality_report
 from .splits import Splits, make_splits
-from .training import TrainConfig, predict, progress_enabled, resolve_device, seed_everything, train_model
+from .training import (TrainConfig, predict, progress_enabled, resolve_device, seed_everything, set_deterministic,
+                       train_model)
 from .twin import generalization_labels, twin_original, twin_training_set
 from .unlearning import METHODS, UnlearnTask
 
@@ -68,10 +69,18 @@ def _load_dataset_cached(name: str, data_dir: str, image_size: int) -> Dataset:
 
 
 def prepare(params: Params) -> Context:
-    """Load the data set, make the splits, choose the device and open the cache."""
+    """Load the data set, make the splits, choose the device (and its determinism) and open the cache."""
     dataset = _load_dataset_cached(params.dataset, params.data_dir, params.image_size)
     splits = make_splits(dataset.train_y, dataset.test_y, params)
-    return Context(params, dataset, splits, resolve_device(params.device), Cache(default_cache_dir(params.cache_dir)))
+    device = resolve_device(params.device)
+    set_deterministic(params.deterministic, device)
+    return Context(params, dataset, splits, device, Cache(default_cache_dir(params.cache_dir)))
+
+
+def _key(ctx: Context, fields) -> str:
+    """An artefact's cache key: the hash of the parameters that determine it, and the device type,
+    because a CPU and a GPU run of the same parameters differ in their timings and numerics."""
+    return f"{params_hash(ctx.params, fields)}-{ctx.device.type}"
 
 
 def recipe(params: Params, **changes: Any) -> TrainConfig:
@@ -92,7 +101,7 @@ def new_model(ctx: Context) -> nn.Module:
 
 def _cached_model(ctx: Context, kind: str, fields: tuple[str, ...], build) -> tuple[nn.Module, dict]:
     """Load a model artefact or train it with `build() -> (model, meta)` and store it."""
-    key = params_hash(ctx.params, fields)
+    key = _key(ctx, fields)
 
     def build_state():
         model, meta = build()
@@ -172,7 +181,7 @@ def generalization_features(ctx: Context, original: nn.Module, twin: nn.Module,
                    "twin_labels": generalization_labels(original, tx, ty, ctx.device)}
         return payload, {"seconds": time.perf_counter() - start}
 
-    return ctx.cache.get_or_build("features", params_hash(p, FEATURE_FIELDS), build)
+    return ctx.cache.get_or_build("features", _key(ctx, FEATURE_FIELDS), build)
 
 
 @dataclass
@@ -253,7 +262,7 @@ def unlearned_outputs(ctx: Context, method: str, original: nn.Module,
     05_evaluation (or a re-run) fetches.
     """
     fields = [f for f in ctx.params.to_dict() if f not in PRESENTATION_FIELDS]
-    key = f"{method}-{params_hash(ctx.params, fields)}"
+    key = f"{method}-{_key(ctx, fields)}"
 
     def build():
         model, seconds = unlearn(ctx, method, original, easy)
@@ -284,7 +293,7 @@ def environment(device: torch.device) -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         sha = "unknown"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return {"torch": torch.__version__, "device": name, "git_sha": sha}
+    return {"torch": torch.__version__, "device": name, "device_type": device.type, "git_sha": sha}
 
 
 def run_dir(params: Params) -> Path:
