@@ -89,7 +89,7 @@ def test_run_commands_isolates_failures_and_shares_cores(tmp_path, executor):
 def test_slurm_options_from_a_cluster_file_and_flags(tmp_path):
     parser = argparse.ArgumentParser()
     add_executor_arguments(parser)
-    args = parser.parse_args(["--cluster", str(ROOT / "params" / "cluster.example.yaml"), "--timeout-min", "5"])
+    args = parser.parse_args(["--cluster", str(ROOT / "params" / "cluster" / "gpu.yaml"), "--timeout-min", "5"])
     options = slurm_options(args)
     assert options.gpus_per_job == 1 and options.partition and options.timeout_min == 5
     bad = tmp_path / "bad.yaml"

@@ -147,7 +147,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local: --jobs processes here; slurm: a SLURM job array; debug: in this process")
     parser.add_argument("--jobs", type=int, default=1, help="local executor: runs at a time, each in its own process")
     parser.add_argument("--cluster", metavar="FILE",
-                        help="a YAML file of SLURM options (e.g. params/cluster.example.yaml); flags override it")
+                        help="a YAML file of SLURM options (e.g. params/cluster/gpu.yaml); flags override it")
     defaults = SlurmOptions()
     for f in fields(SlurmOptions):
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(getattr(defaults, f.name)),
