@@ -1,6 +1,7 @@
 """What a GPU run relies on, checked on the CPU: float32 evaluation under bf16 autocast, cache keys
-that name the device type, and the deterministic flag."""
+that name the device type, the deterministic flag, and unlearning data kept on the device."""
 import os
+import sys
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from tmu_utils.features import adversarial_feature, curriculum_feature, normaliz
 from tmu_utils.models import build_model
 from tmu_utils.params import make_params
 from tmu_utils.training import TrainConfig, predict, to_input, train_model
+from tmu_utils.unlearning import METHODS, common
 
 CPU = torch.device("cpu")
 
@@ -83,3 +85,24 @@ def test_deterministic_sets_the_cublas_workspace_on_cuda(restore_determinism, mo
     assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ  # only CUDA's cuBLAS needs it
     training.set_deterministic(True, torch.device("cuda"))  # sets flags only: no CUDA call is made
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_unlearning_batches_are_cut_from_data_moved_to_the_device(name, make_task, monkeypatch):
+    # On CUDA, on_device moves a method's data to the GPU once (on the CPU it is the identity), so
+    # every batch must come from a tensor that went through it: none is copied from the host per step.
+    module = sys.modules[METHODS[name].__module__]
+    moved, cut_from = [], []
+
+    def record_moved(task, *tensors):
+        moved.extend(id(t) for t in tensors)
+        return tensors
+
+    def record_batch(x, idx, device):
+        cut_from.append(id(x))
+        return common.batch_input(x, idx, device)
+
+    monkeypatch.setattr(module, "on_device", record_moved)
+    monkeypatch.setattr(module, "batch_input", record_batch)
+    METHODS[name](make_task(easy=torch.arange(300) % 2 == 0, unlearn_epochs=1))
+    assert cut_from and set(cut_from) <= set(moved)
