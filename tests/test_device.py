@@ -106,3 +106,15 @@ def test_unlearning_batches_are_cut_from_data_moved_to_the_device(name, make_tas
     monkeypatch.setattr(module, "batch_input", record_batch)
     METHODS[name](make_task(easy=torch.arange(300) % 2 == 0, unlearn_epochs=1))
     assert cut_from and set(cut_from) <= set(moved)
+
+
+# Modules whose CUDA backward torch.use_deterministic_algorithms(True) refuses (torch's docs).
+NO_DETERMINISTIC_CUDA_BACKWARD = (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d, torch.nn.AvgPool3d,
+                                  torch.nn.MaxPool3d, torch.nn.ReflectionPad2d, torch.nn.ReplicationPad2d)
+
+
+@pytest.mark.parametrize("arch, shape", [("small_cnn", (1, 28)), ("mlp", (1, 28)), ("resnet18", (3, 32))])
+def test_models_train_under_deterministic_mode_on_cuda(arch, shape):
+    model = build_model(arch, 10, shape[0], shape[1])
+    bad = [type(m).__name__ for m in model.modules() if isinstance(m, NO_DETERMINISTIC_CUDA_BACKWARD)]
+    assert not bad, f"{arch} uses {bad}: `deterministic: true` would fail on CUDA"
