@@ -108,7 +108,7 @@ def run_commands(jobs: list[Job], executor: str = "local", jobs_at_once: int = 1
     folder = Path(folder) if folder else jobs[0].log.parent.parent / ".submitit"
     ex = submitit.AutoExecutor(folder=folder / "%j", cluster=executor)
     options = {"timeout_min": slurm.timeout_min, "cpus_per_task": slurm.cpus_per_job, "name": "tmu"}
-    if slurm.gpus_per_job:  # never ask for gpus=0: a cluster without GPUs rejects the request outright
+    if slurm.gpus_per_job:  # a CPU-only cluster may not know the GPU resource at all: name it only when wanted
         options["gpus_per_node"] = slurm.gpus_per_job
     if slurm.partition:
         options["slurm_partition"] = slurm.partition
