@@ -7,11 +7,13 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from tmu_utils.__main__ import main
+from tmu_utils.executors import Job, SlurmOptions, run_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,3 +48,15 @@ def test_smoke_sweep_runs_as_a_slurm_job_array(tmp_path, monkeypatch, capsys):
     # A re-run finds both runs finished and submits nothing.
     assert main(argv) == 0
     assert "2 already done, 0 to run" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(300)
+def test_a_failing_slurm_job_is_reported_with_its_log_and_the_other_finishes(tmp_path):
+    ok = Job("ok", [sys.executable, "-c", "import os; print('task', os.environ['SLURM_ARRAY_TASK_ID'])"],
+             tmp_path / "ok" / "run.log")
+    fails = Job("fails", [sys.executable, "-c", "print('giving up'); raise SystemExit(4)"], tmp_path / "fails" / "run.log")
+    failures = run_commands([ok, fails], "slurm", slurm=SlurmOptions(timeout_min=5), log=lambda line: None,
+                            folder=tmp_path / "submitit")
+    assert failures == {"fails": [f"exit 4, log {tmp_path / 'fails' / 'run.log'}"]}
+    assert (tmp_path / "ok" / "run.log").read_text() == "task 0\n"  # it ran as task 0 of a SLURM array
+    assert (tmp_path / "fails" / "run.log").read_text() == "giving up\n"
