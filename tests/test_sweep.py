@@ -106,3 +106,11 @@ def test_sweep_with_the_debug_executor(tmp_path, monkeypatch, capsys):
     assert main(["sweep", str(spec), "--out", str(out), "--executor", "debug", "--direct"]) == 0
     assert "in this process" in capsys.readouterr().out
     assert (out / "base" / "0" / "results.json").exists() and (out / "summary.csv").exists()
+
+
+def test_slurm_executor_without_slurm_is_a_clean_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
+    argv = ["sweep", str(ROOT / "params" / "sweeps" / "smoke2.yaml"), "--out", str(tmp_path / "out"), "--direct",
+            "--executor", "slurm"]
+    assert main(argv) == 2
+    assert "cannot use the slurm executor here" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .executors import add_executor_arguments, slurm_options
+from .executors import SubmissionError, add_executor_arguments, slurm_options
 from .params import ParamsError, load_params
 
 
@@ -88,7 +88,11 @@ def _sweep_command(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    failures = execute(base, runs, jobs=args.jobs, direct=args.direct, executor=args.executor, slurm=slurm)
+    try:
+        failures = execute(base, runs, jobs=args.jobs, direct=args.direct, executor=args.executor, slurm=slurm)
+    except SubmissionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     summary = summarize(runs, args.out)
     print(f"\n{summary.read_text()}\nwritten to {summary} and {summary.with_suffix('.csv')}")
     for label, messages in failures.items():

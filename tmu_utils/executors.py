@@ -27,6 +27,10 @@ import yaml
 EXECUTORS = ("local", "slurm", "debug")
 
 
+class SubmissionError(RuntimeError):
+    """The jobs could not be submitted at all (no SLURM here, controller down, options refused)."""
+
+
 @dataclass
 class Job:
     """One command to run in its own process."""
@@ -106,7 +110,10 @@ def run_commands(jobs: list[Job], executor: str = "local", jobs_at_once: int = 1
     import submitit  # only the cluster and debug executors need it
 
     folder = Path(folder) if folder else jobs[0].log.parent.parent / ".submitit"
-    ex = submitit.AutoExecutor(folder=folder / "%j", cluster=executor)
+    try:
+        ex = submitit.AutoExecutor(folder=folder / "%j", cluster=executor)
+    except RuntimeError as e:  # submitit finds no `srun` on this machine
+        raise SubmissionError(f"cannot use the {executor} executor here: {e}") from None
     options = {"timeout_min": slurm.timeout_min, "cpus_per_task": slurm.cpus_per_job, "name": "tmu"}
     if slurm.gpus_per_job:  # a CPU-only cluster may not know the GPU resource at all: name it only when wanted
         options["gpus_per_node"] = slurm.gpus_per_job
@@ -115,7 +122,10 @@ def run_commands(jobs: list[Job], executor: str = "local", jobs_at_once: int = 1
     if slurm.array_parallelism:
         options["slurm_array_parallelism"] = slurm.array_parallelism
     ex.update_parameters(**options)
-    submitted = ex.map_array(run_command, jobs)
+    try:
+        submitted = ex.map_array(run_command, jobs)
+    except submitit.core.utils.FailedJobError as e:  # sbatch said no: nothing was submitted
+        raise SubmissionError(f"SLURM refused the job array: {str(e).strip()}") from None
     if executor == "slurm":
         array_ids = sorted({j.job_id.split("_")[0] for j in submitted})
         log(f"  submitted {len(submitted)} jobs as SLURM job array {', '.join(array_ids)}; "
