@@ -5,7 +5,8 @@
 2. speed: the default recipe (small_cnn on the default members) trained for a few epochs on CUDA
    and on the CPU, the ratio of the two, and the cost of `deterministic: true` on CUDA.
 3. resnet18: a few epochs of params/cifar10_resnet18.yaml's recipe on a fake CIFAR-10 (random
-   images in the real python-pickle format, written here), to time one ResNet-18 epoch.
+   images in the real python-pickle format, written here), to time one ResNet-18 epoch; then two
+   epochs with `deterministic: true`, which fails if a layer lacks a deterministic CUDA kernel.
 
 Without CUDA the CUDA parts are skipped, each with its reason in the JSON; `--quick` shrinks
 every size so that the CPU path runs in a minute (a check of the script, not a measurement).
@@ -139,6 +140,15 @@ def resnet18(work: Path, epochs: int, quick: bool) -> dict:
     # quick: small batches, so that the one-cycle schedule has enough steps to be defined
     cfg = recipe(params, epochs=epochs, **({"batch_size": 32} if quick else {}))
     figures = _time_training(data.train_x, data.train_y, cfg, params.arch, (3, 32, 32), 10, device)
+    if CUDA:  # every layer of ResNet-18 must have a deterministic CUDA backward, or this raises
+        set_deterministic(True, device)
+        try:
+            figures["deterministic"] = _time_training(data.train_x, data.train_y, recipe(params, epochs=2),
+                                                      params.arch, (3, 32, 32), 10, device)
+        except RuntimeError as e:
+            figures["deterministic"] = f"FAILED: {e}"
+        finally:
+            set_deterministic(False, device)
     return {"status": "ok", "device": device.type, "recipe": f"{params.arch}, batch {cfg.batch_size}, augment "
             f"{cfg.augment}, {epochs} epochs on {n_train} random images", **figures}
 
