@@ -33,7 +33,8 @@ def test_results_json_schema(smoke_run):
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["complete"] is True
     assert set(on_disk) >= {"params", "params_hash", "env", "splits", "predictor", "timing", "methods", "noise_floor"}
-    assert set(on_disk["env"]) == {"torch", "device", "git_sha"}
+    assert set(on_disk["env"]) == {"torch", "device", "device_type", "git_sha"}
+    assert on_disk["env"]["device_type"] == "cpu"
     assert set(on_disk["splits"]) == {"members", "holdout", "forget", "retain", "twin_forget", "test"}
     assert set(on_disk["predictor"]) >= {"twin_easy_rate", "true_easy_rate", "predicted_easy_rate", "accuracy",
                                          "balanced_accuracy", "auc", "twin_cv_accuracy"}
@@ -149,3 +150,11 @@ def test_class_scenario_treats_every_forget_sample_as_hard(tmp_path):
     original, _ = pipeline.original_model(ctx)
     pred, _ = pipeline.tmu_predict_easy(ctx, original)
     assert len(pred.easy) == len(ctx.splits.forget) and not pred.easy.any()
+
+
+def test_every_cached_artefact_names_the_device_type(smoke_run, cache_dir):
+    kinds = {}
+    for path in cache_dir.glob("*/*.pt"):
+        kinds.setdefault(path.parent.name, []).append(path.stem)
+    assert {"original", "gold0", "gold1", "twin", "curriculum", "features", "unlearned"} <= set(kinds)
+    assert all(stem.endswith("-cpu") for stems in kinds.values() for stem in stems), kinds

@@ -1,11 +1,15 @@
 """Sweeps: expansion, 95 % CIs, failure isolation, resume, and the summary files."""
+import argparse
 import csv
 import math
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from tmu_utils.__main__ import main
+from tmu_utils.executors import Job, add_executor_arguments, run_commands, slurm_options
 from tmu_utils.params import ParamsError
 from tmu_utils.sweep import expand, mean_ci
 
@@ -59,3 +63,54 @@ def test_sweep_isolates_failures_resumes_and_summarises(tmp_path, monkeypatch, c
 
     assert main(["sweep", str(spec), "--out", str(out), "--jobs", "2", "--direct"]) == 1
     assert "2 already done, 0 to run" in capsys.readouterr().out
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.parametrize("executor", ["local", "debug"])
+def test_run_commands_isolates_failures_and_shares_cores(tmp_path, executor):
+    jobs = [Job("threads", _python("import os; print(os.environ['OMP_NUM_THREADS'], os.environ['EXTRA'])"),
+                tmp_path / "a" / "run.log", {"EXTRA": "yes"}),
+            Job("exit 3", _python("print('about to fail'); raise SystemExit(3)"), tmp_path / "b" / "run.log"),
+            Job("no program", [str(tmp_path / "missing")], tmp_path / "c" / "run.log")]
+    lines = []
+    failures = run_commands(jobs, executor, jobs_at_once=2, log=lines.append, folder=tmp_path / "submitit")
+    assert set(failures) == {"exit 3", "no program"}
+    assert failures["exit 3"] == [f"exit 3, log {tmp_path / 'b' / 'run.log'}"]
+    assert "about to fail" in (tmp_path / "b" / "run.log").read_text()
+    at_once = 2 if executor == "local" else 1  # debug runs one job at a time
+    expected = max(1, (os.cpu_count() or 1) // at_once)
+    assert (tmp_path / "a" / "run.log").read_text().split() == [str(expected), "yes"]
+    assert any(line.startswith("  threads: ok") for line in lines)
+
+
+def test_slurm_options_from_a_cluster_file_and_flags(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_executor_arguments(parser)
+    args = parser.parse_args(["--cluster", str(ROOT / "params" / "cluster" / "gpu.yaml"), "--timeout-min", "5"])
+    options = slurm_options(args)
+    assert options.gpus_per_job == 1 and options.partition and options.timeout_min == 5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gpus: 1\n")
+    with pytest.raises(ValueError, match="unknown SLURM option"):
+        slurm_options(parser.parse_args(["--cluster", str(bad)]))
+
+
+def test_sweep_with_the_debug_executor(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TMU_CACHE_DIR", str(tmp_path / "cache"))
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(f"base: {ROOT / 'params' / 'smoke.yaml'}\nseeds: [0]\nset: {{methods: [original, retrain]}}\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--executor", "debug", "--direct"]) == 0
+    assert "in this process" in capsys.readouterr().out
+    assert (out / "base" / "0" / "results.json").exists() and (out / "summary.csv").exists()
+
+
+def test_slurm_executor_without_slurm_is_a_clean_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun, no sbatch
+    argv = ["sweep", str(ROOT / "params" / "sweeps" / "smoke2.yaml"), "--out", str(tmp_path / "out"), "--direct",
+            "--executor", "slurm"]
+    assert main(argv) == 2
+    assert "cannot use the slurm executor here" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from .executors import SubmissionError, add_executor_arguments, slurm_options
 from .params import ParamsError, load_params
 
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_p = sub.add_parser("sweep", help="run a sweep file (base params × grid × seeds) and summarise it")
     sweep_p.add_argument("sweep", help="a sweep YAML file, e.g. params/sweeps/seeds.yaml")
     sweep_p.add_argument("--out", required=True, help="output folder: one sub-folder per run, plus summary.*")
-    sweep_p.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
+    add_executor_arguments(sweep_p)
     sweep_p.add_argument("--direct", action="store_true", help="runs skip the notebooks (faster, no executed copies)")
     pop_p = sub.add_parser("population", help="KLoM and U-LiRA over N originals, 2N retrains and every method")
     pop_p.add_argument("params", help="a params YAML file, e.g. params/demo_population.yaml")
@@ -92,11 +93,16 @@ def _sweep_command(args: argparse.Namespace) -> int:
 
     try:
         base, runs = expand(args.sweep, args.out)
-    except (ParamsError, OSError) as e:
+        slurm = slurm_options(args)
+    except (ValueError, OSError) as e:  # ParamsError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    failures = execute(base, runs, jobs=args.jobs, direct=args.direct)
+    try:
+        failures = execute(base, runs, jobs=args.jobs, direct=args.direct, executor=args.executor, slurm=slurm)
+    except SubmissionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     summary = summarize(runs, args.out)
     print(f"\n{summary.read_text()}\nwritten to {summary} and {summary.with_suffix('.csv')}")
     for label, messages in failures.items():

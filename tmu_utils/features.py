@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .training import predict, to_input
+from .training import full_precision, predict, to_input
 
 FEATURE_NAMES = ("df", "af", "cf")
 
@@ -29,8 +29,9 @@ def normalized_features(model: nn.Module, x: torch.Tensor, device: torch.device,
                         batch_size: int = 2048) -> torch.Tensor:
     """φ_f(x): L2-normalised penultimate features, (N, D), on the CPU."""
     model.to(device).eval()
-    out = [F.normalize(model.features(to_input(x[i:i + batch_size], device)).float(), dim=1).cpu()
-           for i in range(0, len(x), batch_size)]
+    with full_precision(device):
+        out = [F.normalize(model.features(to_input(x[i:i + batch_size], device)).float(), dim=1).cpu()
+               for i in range(0, len(x), batch_size)]
     return torch.cat(out)
 
 
@@ -53,20 +54,21 @@ def adversarial_feature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step
     """AF(x) = CE(f(x_adv), y) − CE(f(x), y) after `steps` of L∞ PGD of radius eps (step eps/3)."""
     model.to(device).eval()
     out = []
-    for i in range(0, len(x), batch_size):
-        clean, yb = to_input(x[i:i + batch_size], device), y[i:i + batch_size].to(device)
-        with torch.no_grad():
-            clean_loss = F.cross_entropy(model(clean), yb, reduction="none")
-        adv = clean.clone()
-        for _ in range(steps):
-            adv.requires_grad_(True)
-            loss = F.cross_entropy(model(adv), yb)
-            (grad,) = torch.autograd.grad(loss, adv)
+    with full_precision(device):  # float32 losses, even inside an autocast region
+        for i in range(0, len(x), batch_size):
+            clean, yb = to_input(x[i:i + batch_size], device), y[i:i + batch_size].to(device)
             with torch.no_grad():
-                adv = adv + (eps / 3) * grad.sign()
-                adv = torch.min(torch.max(adv, clean - eps), clean + eps).clamp(0, 1)
-        with torch.no_grad():
-            out.append((F.cross_entropy(model(adv), yb, reduction="none") - clean_loss).cpu())
+                clean_loss = F.cross_entropy(model(clean), yb, reduction="none")
+            adv = clean.clone()
+            for _ in range(steps):
+                adv.requires_grad_(True)
+                loss = F.cross_entropy(model(adv), yb)
+                (grad,) = torch.autograd.grad(loss, adv)
+                with torch.no_grad():
+                    adv = adv + (eps / 3) * grad.sign()
+                    adv = torch.min(torch.max(adv, clean - eps), clean + eps).clamp(0, 1)
+            with torch.no_grad():
+                out.append((F.cross_entropy(model(adv), yb, reduction="none") - clean_loss).cpu())
     return torch.cat(out)
 
 

@@ -39,6 +39,7 @@ class Params:
     name: str = "default"  # run name: results go to runs/<name>/<seed>/
     seed: int = 0  # seeds splits, initialisation, batches and attacks
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (auto picks CUDA when present)
+    deterministic: bool = False  # deterministic cuDNN/cuBLAS/torch kernels: repeatable GPU runs, slower
     progress: bool = True  # show tqdm progress bars
     cache_dir: str = ""  # artefact cache; empty means $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
     out_dir: str = ""  # this run's folder (results.json, figures); empty means runs/<name>/<seed>

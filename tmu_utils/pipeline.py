@@ -29,7 +29,8 @@ from .models import build_model
 from .params import Params, params_hash
 from .predictor import cross_validated_accuracy, fit_predictor, predict_easy, predict_proba, quality_report
 from .splits import Splits, make_splits
-from .training import TrainConfig, predict, progress_enabled, resolve_device, seed_everything, train_model
+from .training import (TrainConfig, predict, progress_enabled, resolve_device, seed_everything, set_deterministic,
+                       train_model)
 from .twin import generalization_labels, twin_original, twin_training_set
 from .unlearning import METHODS, UnlearnTask
 
@@ -96,10 +97,12 @@ def _load_dataset_cached(name: str, data_dir: str, image_size: int) -> Dataset:
 
 
 def prepare(params: Params) -> Context:
-    """Load the data set, make the splits, choose the device and open the cache."""
+    """Load the data set, make the splits, choose the device (and its determinism) and open the cache."""
     dataset = _load_dataset_cached(params.dataset, params.data_dir, params.image_size)
     splits = make_splits(dataset.train_y, dataset.test_y, params)
-    return Context(params, dataset, splits, resolve_device(params.device), Cache(default_cache_dir(params.cache_dir)))
+    device = resolve_device(params.device)
+    set_deterministic(params.deterministic, device)
+    return Context(params, dataset, splits, device, Cache(default_cache_dir(params.cache_dir)))
 
 
 def recipe(params: Params, **changes: Any) -> TrainConfig:
@@ -324,7 +327,7 @@ def environment(device: torch.device) -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         sha = "unknown"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return {"torch": torch.__version__, "device": name, "git_sha": sha}
+    return {"torch": torch.__version__, "device": name, "device_type": device.type, "git_sha": sha}
 
 
 def run_dir(params: Params) -> Path:

@@ -1,6 +1,7 @@
-"""Parameter sweeps: a base params file × value grids × seeds, each run in its own process, N at a
-time; failures are recorded without stopping the others, finished runs are skipped on a re-run,
-and the results are summarised as mean ± 95 % CI across seeds.
+"""Parameter sweeps: a base params file × value grids × seeds, each run in its own process (here, N
+at a time, or as a SLURM job array: see executors.py); failures are recorded without stopping the
+others, finished runs are skipped on a re-run, and the results are summarised as mean ± 95 % CI
+across seeds.
 
 A sweep file:
     base: params/default.yaml
@@ -15,10 +16,6 @@ import itertools
 import json
 import math
 import os
-import subprocess
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from typing import Any
 import yaml
 from scipy import stats
 
+from .executors import Job, SlurmOptions, python_command, run_commands
 from .metrics import METRIC_KEYS
 from .params import ParamsError, load_params
 
@@ -98,38 +96,32 @@ def validate_runs(base: Path, runs: list[SweepRun]) -> dict[str, str]:
     return errors
 
 
-def execute(base: Path, runs: list[SweepRun], jobs: int = 1, direct: bool = False, log=print) -> dict[str, list[str]]:
-    """Run every unfinished run, `jobs` at a time, each in its own process; return failures by label."""
+def execute(base: Path, runs: list[SweepRun], jobs: int = 1, direct: bool = False, log=print,
+            executor: str = "local", slurm: SlurmOptions | None = None) -> dict[str, list[str]]:
+    """Run every unfinished run with `executor` (local: `jobs` at a time), each in its own process;
+    return failures by label."""
     errors = validate_runs(base, runs)
     todo = [r for r in runs if not r.done and r.label not in errors]
     skipped = sum(r.done for r in runs)
+    how = {"local": f"{jobs} at a time", "slurm": "as a SLURM job array", "debug": "in this process"}[executor]
     log(f"sweep: {len(runs)} runs, {skipped} already done, {len(todo)} to run, "
-        f"{sum(r.label in errors for r in runs)} with bad parameters; {jobs} at a time")
-    env = dict(os.environ, TMU_PROGRESS="0")
-    # Several torch processes each using every core thrash (measured 15x slower); share them out.
-    env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+        f"{sum(r.label in errors for r in runs)} with bad parameters; {how}")
     failures: dict[str, list[str]] = {label: [msg] for label, msg in errors.items()}
     sweep_root = runs[0].out.parent.parent.resolve() if runs else Path(".")
-
-    def one(run: SweepRun) -> tuple[SweepRun, int, str]:
-        run.out.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "tmu_utils", "run", str(base), "--out", str(run.out), "--quiet",
-               "--set", f"sweep_dir={sweep_root}"]  # so that 06_sweep_report summarises this sweep
+    commands = []
+    for run in todo:
+        # Absolute paths: a SLURM job may start in another folder than this process.
+        cmd = python_command("run", str(Path(base).resolve()), "--out", str(run.out.resolve()), "--quiet",
+                             "--set", f"sweep_dir={sweep_root}")  # so that 06_sweep_report summarises this sweep
         if direct:
             cmd.append("--direct")
         for o in run.overrides:
             cmd += ["--set", o]
-        start = time.perf_counter()
-        with open(run.out / "run.log", "w") as logf:
-            code = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env).returncode
-        return run, code, f"{time.perf_counter() - start:.0f}s"
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for run, code, took in pool.map(one, todo):
-            status = "ok" if code == 0 else f"FAILED (exit {code}, see {run.out / 'run.log'})"
-            log(f"  {run.label} seed {run.seed}: {status} in {took}")
-            if code != 0:
-                failures.setdefault(run.label, []).append(f"seed {run.seed}: exit {code}, log {run.out / 'run.log'}")
+        commands.append(Job(f"{run.label} seed {run.seed}", cmd, run.out / "run.log", {"TMU_PROGRESS": "0"}))
+    by_job = run_commands(commands, executor, jobs, slurm, log, folder=sweep_root / ".submitit")
+    for run in todo:
+        for message in by_job.get(f"{run.label} seed {run.seed}", []):
+            failures.setdefault(run.label, []).append(f"seed {run.seed}: {message}")
     return failures
 
 

@@ -5,6 +5,7 @@ airbench: no DataLoader worker pool, which on a 2-core CPU costs more than it sa
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -39,6 +40,37 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} was asked for but CUDA is not available here")
     return device
+
+
+# Device types whose training steps run under autocast, and in which dtype. bf16 on CUDA: tensor-core
+# speed without fp16's loss scaling. Evaluation never autocasts (see `full_precision`). Tests add
+# "cpu" here to exercise the autocast path without a GPU.
+AUTOCAST_DTYPES: dict[str, torch.dtype] = {"cuda": torch.bfloat16}
+
+
+def training_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast region of a training step on `device` (a no-op where AUTOCAST_DTYPES has none)."""
+    dtype = AUTOCAST_DTYPES.get(device.type)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """float32 forward passes even inside an autocast region: bf16 logits carry ~3 significant
+    digits, too coarse for JS divergences of ~0.01 between two models' softmaxes."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def set_deterministic(enabled: bool, device: torch.device) -> None:
+    """Deterministic kernels (cuDNN, cuBLAS and torch's own) when `enabled`; torch's defaults otherwise."""
+    if enabled and device.type == "cuda":
+        # cuBLAS reads this when it starts; without it deterministic matmuls raise on CUDA >= 10.2.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = enabled
+    if enabled:
+        torch.backends.cudnn.benchmark = False  # benchmarking picks kernels by timing: run-dependent
+    torch.use_deterministic_algorithms(enabled)
 
 
 def progress_enabled(requested: bool = True) -> bool:
@@ -128,7 +160,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
             xb, yb = to_input(x[idx], device), y[idx].to(device)
             if cfg.augment:
                 xb = augment_batch(xb, generator)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with training_autocast(device):
                 loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -147,10 +179,10 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 2048) -> torch.Tensor:
-    """Logits of `model` on uint8 images `x`, float32 on the CPU, in eval mode."""
+    """Logits of `model` on uint8 images `x`, computed and returned in float32 on the CPU, in eval mode."""
     model.to(device, memory_format=torch.channels_last).eval()
     out = []
     for i in range(0, len(x), batch_size):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with full_precision(device):
             out.append(model(to_input(x[i:i + batch_size], device)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training import predict
-from .common import (UnlearnTask, batch_input, batches, method_generator, original_logits, retain_subset,
+from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, original_logits, retain_subset,
                      start_model, unlearn_optimizer)
 
 
@@ -38,6 +38,7 @@ def bad_teacher(task: UnlearnTask) -> nn.Module:
     # The teachers are frozen and see no augmentation, so their logits are computed once.
     x = torch.cat([task.retain_x[retain], task.forget_x])
     teacher = torch.cat([original_logits(task, task.retain_x[retain]), predict(bad, task.forget_x, device)])
+    x, teacher = on_device(task, x, teacher)
     temperature = p.bad_teacher_temperature
     opt = unlearn_optimizer(model, p)
     for _ in range(p.unlearn_epochs):

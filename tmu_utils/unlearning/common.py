@@ -66,9 +66,17 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
     return list(torch.randperm(n, generator=generator).split(batch_size))
 
 
+def on_device(task: UnlearnTask, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors on the GPU when the task runs on CUDA, moved once as train_model does, so batches
+    are cut there without a host-to-device copy per step; on other devices they stay where they are."""
+    if task.device.type != "cuda":
+        return tensors
+    return tuple(t.to(task.device) for t in tensors)
+
+
 def batch_input(x: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 images `x[idx]` as model input on `device`."""
-    return to_input(x[idx], device)
+    """uint8 images `x[idx]` as model input on `device` (indexed where `x` lives)."""
+    return to_input(x[idx.to(x.device)], device)
 
 
 @torch.no_grad()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .common import UnlearnTask, batch_input, batches, method_generator, retain_subset, start_model, unlearn_optimizer
+from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, retain_subset, start_model,
+                     unlearn_optimizer)
 
 
 def finetune(task: UnlearnTask) -> nn.Module:
@@ -16,7 +17,7 @@ def finetune(task: UnlearnTask) -> nn.Module:
     gen = method_generator(task, salt=11)
     model = start_model(task)
     retain = retain_subset(task, gen)
-    x, y = task.retain_x[retain], task.retain_y[retain]
+    x, y = on_device(task, task.retain_x[retain], task.retain_y[retain])
     opt = unlearn_optimizer(model, p)
     for _ in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, gen):

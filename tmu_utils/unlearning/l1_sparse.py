@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import UnlearnTask, batch_input, batches, method_generator, retain_subset, start_model, unlearn_optimizer
+from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, retain_subset, start_model,
+                     unlearn_optimizer)
 
 
 def l1_sparse(task: UnlearnTask) -> nn.Module:
@@ -18,7 +19,7 @@ def l1_sparse(task: UnlearnTask) -> nn.Module:
     gen = method_generator(task, salt=18)
     model = start_model(task)
     retain = retain_subset(task, gen)
-    x, y = task.retain_x[retain], task.retain_y[retain]
+    x, y = on_device(task, task.retain_x[retain], task.retain_y[retain])
     opt = unlearn_optimizer(model, p)
     steps_per_epoch = -(-len(y) // p.unlearn_batch_size)
     total, step = p.unlearn_epochs * steps_per_epoch, 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .common import UnlearnTask, batch_input, batches, method_generator, start_model, unlearn_optimizer
+from .common import UnlearnTask, batch_input, batches, method_generator, on_device, start_model, unlearn_optimizer
 
 
 def neggrad(task: UnlearnTask) -> nn.Module:
@@ -15,10 +15,11 @@ def neggrad(task: UnlearnTask) -> nn.Module:
     p, device = task.params, task.device
     gen = method_generator(task, salt=12)
     model = start_model(task)
+    fx, fy = on_device(task, task.forget_x, task.forget_y)
     opt = unlearn_optimizer(model, p, lr=p.neggrad_lr)
     for _ in range(p.unlearn_epochs):
-        for idx in batches(len(task.forget_y), p.unlearn_batch_size, gen):
-            loss = -F.cross_entropy(model(batch_input(task.forget_x, idx, device)), task.forget_y[idx].to(device))
+        for idx in batches(len(fy), p.unlearn_batch_size, gen):
+            loss = -F.cross_entropy(model(batch_input(fx, idx, device)), fy[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

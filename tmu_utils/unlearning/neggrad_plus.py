@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .common import UnlearnTask, batch_input, batches, method_generator, retain_subset, start_model, unlearn_optimizer
+from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, retain_subset, start_model,
+                     unlearn_optimizer)
 
 
 def neggrad_plus(task: UnlearnTask) -> nn.Module:
@@ -16,7 +17,7 @@ def neggrad_plus(task: UnlearnTask) -> nn.Module:
     gen = method_generator(task, salt=13)
     model = start_model(task)
     retain = retain_subset(task, gen)
-    rx, ry = task.retain_x[retain], task.retain_y[retain]
+    rx, ry, fx, fy = on_device(task, task.retain_x[retain], task.retain_y[retain], task.forget_x, task.forget_y)
     opt = unlearn_optimizer(model, p)
     forget_queue: list = []
     for _ in range(p.unlearn_epochs):
@@ -25,8 +26,7 @@ def neggrad_plus(task: UnlearnTask) -> nn.Module:
                 forget_queue = batches(len(task.forget_y), p.unlearn_batch_size, gen)
             fidx = forget_queue.pop(0)
             retain_loss = F.cross_entropy(model(batch_input(rx, idx, device)), ry[idx].to(device))
-            forget_loss = F.cross_entropy(model(batch_input(task.forget_x, fidx, device)),
-                                          task.forget_y[fidx].to(device))
+            forget_loss = F.cross_entropy(model(batch_input(fx, fidx, device)), fy[fidx].to(device))
             loss = retain_loss - p.neggrad_plus_alpha * forget_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()

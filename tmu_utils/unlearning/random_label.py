@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import (UnlearnTask, batch_input, batches, method_generator, random_wrong_labels, retain_subset,
-                     start_model, unlearn_optimizer)
+from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, random_wrong_labels,
+                     retain_subset, start_model, unlearn_optimizer)
 
 
 def random_label(task: UnlearnTask) -> nn.Module:
@@ -21,6 +21,7 @@ def random_label(task: UnlearnTask) -> nn.Module:
     wrong = random_wrong_labels(task.forget_y, task.num_classes, gen)
     x = torch.cat([task.retain_x[retain], task.forget_x])
     y = torch.cat([task.retain_y[retain], wrong])
+    x, y = on_device(task, x, y)
     opt = unlearn_optimizer(model, p)
     for _ in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, gen):

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import (UnlearnTask, batch_input, batches, method_generator, random_wrong_labels, retain_subset,
-                     start_model, unlearn_optimizer)
+from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, random_wrong_labels,
+                     retain_subset, start_model, unlearn_optimizer)
 
 
 def saliency_mask(task: UnlearnTask, model: nn.Module) -> list[torch.Tensor]:
@@ -20,10 +20,10 @@ def saliency_mask(task: UnlearnTask, model: nn.Module) -> list[torch.Tensor]:
     was_training = model.training
     model.eval()  # one pass over D_f without touching normalisation statistics
     model.zero_grad(set_to_none=True)
-    for i in range(0, len(task.forget_y), task.params.unlearn_batch_size):
-        idx = torch.arange(i, min(i + task.params.unlearn_batch_size, len(task.forget_y)))
-        loss = F.cross_entropy(model(batch_input(task.forget_x, idx, task.device)), task.forget_y[idx].to(task.device),
-                               reduction="sum")
+    fx, fy = on_device(task, task.forget_x, task.forget_y)
+    for i in range(0, len(fy), task.params.unlearn_batch_size):
+        idx = torch.arange(i, min(i + task.params.unlearn_batch_size, len(fy)))
+        loss = F.cross_entropy(model(batch_input(fx, idx, task.device)), fy[idx].to(task.device), reduction="sum")
         loss.backward()  # gradients accumulate: the gradient of the summed forget loss
     saliency = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).detach().abs().flatten().cpu()
                           for q in params])
@@ -44,6 +44,7 @@ def salun(task: UnlearnTask) -> nn.Module:
     wrong = random_wrong_labels(task.forget_y, task.num_classes, gen)
     x = torch.cat([task.retain_x[retain], task.forget_x])
     y = torch.cat([task.retain_y[retain], wrong])
+    x, y = on_device(task, x, y)
     opt = unlearn_optimizer(model, p)
     # Weight decay inside SGD would shrink masked-out weights too; apply it to the gradient before
     # masking instead, so masked-out weights get exactly zero gradient, zero momentum, zero update.

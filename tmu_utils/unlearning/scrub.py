@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import (UnlearnTask, batch_input, batches, method_generator, original_logits, retain_subset,
+from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, original_logits, retain_subset,
                      start_model, unlearn_optimizer)
 
 
@@ -32,12 +32,13 @@ def scrub(task: UnlearnTask) -> nn.Module:
     # The teacher is the frozen original and sees no augmentation: its logits are computed once.
     retain_teacher = original_logits(task, rx)
     forget_teacher = original_logits(task, task.forget_x)
+    rx, ry, retain_teacher, fx, forget_teacher = on_device(task, rx, ry, retain_teacher, task.forget_x, forget_teacher)
     T = p.scrub_temperature
     opt = unlearn_optimizer(model, p, lr=p.scrub_lr)
     for epoch in range(p.unlearn_epochs):
         if epoch < p.scrub_max_epochs:
-            for idx in batches(len(task.forget_y), p.unlearn_batch_size, gen):
-                loss = -distill_kl(model(batch_input(task.forget_x, idx, device)), forget_teacher[idx].to(device), T)
+            for idx in batches(len(fx), p.unlearn_batch_size, gen):
+                loss = -distill_kl(model(batch_input(fx, idx, device)), forget_teacher[idx].to(device), T)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 # Ascent on KL is unbounded: without a cap on the step the full-scale run diverged

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import (UnlearnTask, batch_input, batches, method_generator, original_logits, random_wrong_labels,
-                     retain_subset, runner_up_labels, start_model, unlearn_optimizer)
+from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, original_logits,
+                     random_wrong_labels, retain_subset, runner_up_labels, start_model, unlearn_optimizer)
 
 RETAIN, EASY, HARD = 0, 1, 2
 
@@ -49,6 +49,7 @@ def tmu_unlearn(task: UnlearnTask) -> nn.Module:
     if p.hard_loss == "random_label":
         target[source == HARD] = wrong.repeat(p.hard_repeat)
 
+    x, target, source = on_device(task, x, target, source)
     opt = unlearn_optimizer(model, p)
     noise_gen = torch.Generator(device=device).manual_seed(task.run_seed) if p.noise_std > 0 else None
     for _ in range(p.unlearn_epochs):
