@@ -43,3 +43,12 @@ test-cluster: data
 
 clean-cache:
 	rm -rf $${TMU_CACHE_DIR:-$$HOME/.cache/tmu/artifacts}
+
+# Re-execute the committed notebooks at their defaults (NB=07_population_alignment for one), so
+# that nbval compares against a fresh top-to-bottom run; the paired .py files stay the source.
+NB ?= 01_original_and_gold 02_twin_problem 03_generalization_features 04_unlearning 05_evaluation 06_sweep_report 07_population_alignment
+notebooks: data
+	for nb in $(NB); do \
+	  $(VENV)/bin/jupytext --sync notebooks/$$nb.py && \
+	  TMU_PROGRESS=0 $(PY) -c "from pathlib import Path; from tmu_utils.notebooks import execute_in_place; execute_in_place(Path('notebooks/$$nb.ipynb'))" || exit 1; \
+	done

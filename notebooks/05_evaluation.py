@@ -29,6 +29,7 @@ from tmu_utils.params import params_from_namespace
 name = "demo"
 seed = 0
 device = "auto"  # auto: CUDA when present
+deterministic = False  # True: deterministic cuDNN and torch algorithms (slower on a GPU)
 progress = True
 cache_dir = ""  # empty: $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
 out_dir = ""

@@ -81,3 +81,17 @@ def run_notebooks(params: Params, out_dir: Path, overrides_given: set[str]) -> P
             raise NotebookError(f"{path.name}, cell [{e.exec_count}] ({first_line.strip()!r}): {e.ename}: "
                                 f"{e.evalue}; the executed notebook is {target}") from None
     return out_dir
+
+
+def execute_in_place(path: Path, timeout: int = 1800) -> None:
+    """Re-execute a committed notebook top to bottom at its own defaults, in its folder (as nbval
+    runs it), and keep the outputs without timing metadata: what `make notebooks` commits."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    for cell in nb.cells:
+        cell.get("metadata", {}).pop("execution", None)
+    nb.metadata.pop("papermill", None)
+    nbformat.write(nb, path)
