@@ -98,3 +98,13 @@ def test_replicas_use_their_own_models(cache_dir):
     first = next(pipeline.original_model(ctx)[0].parameters())
     second = next(pipeline.original_model(ctx.for_replica(1))[0].parameters())
     assert not np.array_equal(first.detach().numpy(), second.detach().numpy())
+
+
+def test_replicas_run_as_jobs_through_the_sweep_runner(smoke_population, cache_dir, tmp_path):
+    # each replica is one job (here in-process, one after the other); the assembly then reads the cache
+    code = main(["population", str(SMOKE), "--models", "3", "--out", str(tmp_path), "--executor", "debug",
+                 "--set", f"cache_dir={cache_dir}", "--set", METHODS])
+    assert code == 0
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert logs == ["replica_0.log", "replica_1.log", "replica_2.log"]
+    assert json.loads((tmp_path / "population.json").read_text())["n_models"] == 3

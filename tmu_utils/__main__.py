@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     pop_p.add_argument("--out", required=True, help="output folder: population.json, population.md, figures/")
     pop_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one parameter (repeatable)")
-    pop_p.add_argument("--jobs", type=int, default=1, help="replicas built at a time, each in its own process")
+    add_executor_arguments(pop_p)  # replicas are built as jobs: here, as a SLURM array, or in this process
     pop_p.add_argument("--only-replica", type=int, default=None, help=argparse.SUPPRESS)  # one --jobs worker
     data_p = sub.add_parser("data", help="check that a data set can be found (or --download it)")
     data_p.add_argument("dataset", help="fashion_mnist, mnist, cifar10, cifar100, cifar20")
@@ -118,6 +118,7 @@ def _population_command(args: argparse.Namespace) -> int:
         params = load_params(args.params, args.overrides)
         if args.jobs < 1:
             raise ParamsError(f"--jobs must be at least 1; got {args.jobs}")
+        slurm = slurm_options(args)
         from . import population
 
         population.check(params, args.models)
@@ -128,9 +129,10 @@ def _population_command(args: argparse.Namespace) -> int:
             population.build_replica(ctx.for_replica(args.only_replica), population.population_methods(params),
                                      population.evaluation_subsets(ctx))
             return 0
-        result = population.evaluate_population(params, args.models, args.out, jobs=args.jobs,
-                                                 params_file=args.params, overrides=args.overrides)
-    except ParamsError as e:
+        result = population.evaluate_population(params, args.models, args.out, executor=args.executor,
+                                                 jobs=args.jobs, slurm=slurm, params_file=args.params,
+                                                 overrides=args.overrides)
+    except (ValueError, SubmissionError) as e:  # ParamsError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     except DatasetNotFoundError as e:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from . import pipeline
+from .executors import Job, SlurmOptions, python_command, run_commands
 from .params import Params, ParamsError
 from .population_metrics import klom, margins, sturges_bins, summarize, ulira
 from .sweep import mean_ci
@@ -116,43 +114,34 @@ def build_replica(ctx: pipeline.Context, methods: list[str], subsets: dict[str, 
     return out
 
 
-def _run_replicas_in_processes(params_file: str, overrides: list[str], n_models: int, out: Path, jobs: int,
-                               todo: list[int]) -> dict[int, str]:
-    """Build replicas in `jobs` separate processes (cores shared out, as `sweep` does); failures by replica."""
-    env = dict(os.environ, TMU_PROGRESS="0", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // jobs)))
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-
-    def one(replica: int) -> tuple[int, int]:
-        cmd = [sys.executable, "-m", "tmu_utils", "population", params_file, "--models", str(n_models),
-               "--out", str(out), "--only-replica", str(replica)]
-        for o in overrides:
-            cmd += ["--set", o]
-        with open(logs / f"replica_{replica}.log", "w") as log:
-            return replica, subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-
-    failures = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        bar = tqdm(pool.map(one, todo), total=len(todo), desc="replicas", disable=not progress_enabled())
-        for replica, code in bar:
-            if code != 0:
-                failures[replica] = f"exit {code}, log {logs / f'replica_{replica}.log'}"
-    return failures
+def build_replicas_as_jobs(params_file: str, overrides: list[str], n_models: int, out: Path, executor: str,
+                          jobs: int, slurm: SlurmOptions | None) -> None:
+    """Build every replica's models in its own job, through the runner `sweep` uses (local processes,
+    a SLURM array or in-process); each job only fills the cache, which the assembly then reads."""
+    commands = [Job(f"replica {r}", python_command("population", params_file, "--models", str(n_models), "--out",
+                                                   str(out), "--only-replica", str(r), *sum((["--set", o] for o in overrides), [])),
+                    out / "logs" / f"replica_{r}.log", {"TMU_PROGRESS": "0"}) for r in range(n_models)]
+    failures = run_commands(commands, executor, jobs, slurm, folder=out / ".submitit")
+    if failures:
+        raise RuntimeError("replicas failed: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in failures.items()))
 
 
-def evaluate_population(params: Params, n_models: int, out: str | os.PathLike, *, jobs: int = 1,
-                        params_file: str | None = None, overrides: list[str] = ()) -> dict:
-    """Build (or fetch) the whole population and write population.json, population.md and figures to `out`."""
+def evaluate_population(params: Params, n_models: int, out: str | os.PathLike, *, executor: str = "local",
+                        jobs: int = 1, slurm: SlurmOptions | None = None, params_file: str | None = None,
+                        overrides: list[str] = ()) -> dict:
+    """Build (or fetch) the whole population and write population.json, population.md and figures to `out`.
+
+    With a `params_file`, and `jobs` > 1 or another executor than `local`, the replicas are built
+    as separate jobs first; the assembly in this process then only reads the cache.
+    """
     check(params, n_models)
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = pipeline.prepare(params)  # a missing data set or an impossible split fails here
     methods = population_methods(params)
-    if jobs > 1 and params_file is not None:
-        failures = _run_replicas_in_processes(params_file, list(overrides), n_models, out, jobs, list(range(n_models)))
-        if failures:
-            raise RuntimeError("replicas failed: " + "; ".join(f"{r}: {m}" for r, m in failures.items()))
+    if params_file is not None and (jobs > 1 or executor != "local"):
+        build_replicas_as_jobs(params_file, list(overrides), n_models, out, executor, jobs, slurm)
     subsets = evaluation_subsets(ctx)
     per_replica = len(methods) + 3 + any(m in pipeline.TWIN_METHODS for m in methods)
     bar = tqdm(total=n_models * per_replica, desc="population models", unit="model",
