@@ -144,7 +144,10 @@ display(Markdown(
     f"(the noise floor)."))
 
 # %%
-assert gap > floor, "M_o is no closer to memorising D_f than two retrains differ: nothing to align"
+# The demo's D_f has 2400 samples: over 16 seeds this gap measured 4.28 ± 0.29 pp and the floor
+# 0.42 ± 0.18 pp (benchmarks/results/population). A smoke-sized D_f (240) cannot resolve either.
+if sizes["forget"] >= 1000:
+    assert gap > floor, "M_o is no closer to memorising D_f than two retrains differ: nothing to align"
 if params.forget_scenario != "class":  # forgetting a whole class: the gold model never saw the class
     n = sizes["forget"]
     sampling_error = (g["test"] * (1 - g["test"]) / n) ** 0.5
