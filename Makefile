@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # torch wheels from the registry's default index; conda users see environment.yml instead
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-cluster data install clean-cache
+.PHONY: demo test test-fast test-cluster data install clean-cache notebooks
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ demo: data
 
 test: data
 	TMU_PROGRESS=0 $(PY) -m pytest
+
+# The unit and end-to-end tests without the notebooks' nbval pass: the quick loop while working.
+test-fast: data
+	TMU_PROGRESS=0 $(PY) -m pytest tests
 
 # A real one-node SLURM (Debian's slurm-wlm, started by .ci/slurm.sh) runs the smoke sweep as a job
 # array; the script stops every daemon it started, even when the test fails. Needs root.

@@ -42,8 +42,10 @@ samples = np.load(folder / "population_samples.npz")
 methods, floor = population["methods"], population["floor"]
 n = population["n_models"]
 p = population["params"]
+training = sum(population["timing"]["per_model_s"].values())
 print(f"{p['dataset']} (train_limit {p['train_limit']}), {p['arch']}, {p['epochs']} epochs; {n} originals, "
-      f"{n} + {n} retrains; {population['timing']['total_s'] / 60:.0f} min on {population['env']['device']}")
+      f"{n} + {n} retrains on {population['env']['device']}: {training / 60:.0f} min of model training and TMU "
+      f"one-off work; the command's last invocation took {population['timing']['total_s'] / 60:.0f} min")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -113,7 +115,30 @@ np.atleast_1d(axes)[0].set_ylabel("population: mean margin")
 fig.tight_layout()
 
 # %% [markdown]
-# ## 5. What the populations say
+# ## 5. Easy and hard forget samples
+# Split `D_f` by whether most retrains of set A classify a sample correctly (the gold model's
+# "easy" samples) or not ("hard"). For each population: how far its mean margin sits from
+# retrain A's (positive: more confident in the true class), how widely its margins spread across
+# the seeds relative to retrain A's (1 is the retrains' own spread), and the mean KLoM.
+
+# %%
+retrain_a = samples["margins/retrain_a"].astype(float)
+easy = (retrain_a > 0).mean(0) > 0.5
+rows = []
+for name in ["retrain_b", *methods]:
+    margins_m = samples[f"margins/{name}"].astype(float)
+    shift = margins_m.mean(0) - retrain_a.mean(0)
+    spread = margins_m.std(0, ddof=1) / np.maximum(retrain_a.std(0, ddof=1), 1e-6)
+    per_sample = samples["floor/forget" if name == "retrain_b" else f"{name}/forget"]
+    rows.append(f"| {'floor: retrain B' if name == 'retrain_b' else name} | "
+                + " | ".join(f"{shift[m].mean():+.2f} | {np.median(spread[m]):.2f} | {per_sample[m].mean():.3f}"
+                             for m in (easy, ~easy)) + " |")
+display(Markdown(f"{easy.sum()} easy and {(~easy).sum()} hard forget samples.\n\n"
+                 "| population | easy: margin shift | easy: spread ratio | easy: KLoM | hard: margin shift "
+                 "| hard: spread ratio | hard: KLoM |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)))
+
+# %% [markdown]
+# ## 6. What the populations say
 # First the checks that the *metric* works: the floor must separate from doing nothing on KLoM,
 # and the attack must be at chance on two sets of retrains. Then TMU against the control, doing
 # nothing and every baseline, computed from the numbers above.
@@ -147,6 +172,14 @@ if "tmu" in methods:
                      f"to TMU is what the predictor's ranking buys.")
     if "tmu_oracle" in methods:
         lines.append(f"- With the gold labels (tmu_oracle): U-LiRA {100 * ulira['tmu_oracle']:.1f} %.")
+    tmu_margins = samples["margins/tmu"].astype(float)
+    shift = tmu_margins.mean(0) - retrain_a.mean(0)
+    spread = tmu_margins.std(0, ddof=1) / np.maximum(retrain_a.std(0, ddof=1), 1e-6)
+    klom_tmu, klom_original = samples["tmu/forget"], samples["original/forget"]
+    lines.append(f"- Where TMU differs: on the easy samples its mean margin is {shift[easy].mean():+.2f} from the "
+                 f"retrains' and its spread across seeds {np.median(spread[easy]):.2f}× theirs (KLoM "
+                 f"{klom_tmu[easy].mean():.3f}, doing nothing {klom_original[easy].mean():.3f}); on the hard samples "
+                 f"its KLoM is {klom_tmu[~easy].mean():.3f} against doing nothing's {klom_original[~easy].mean():.3f}.")
     gap = ulira["tmu"] - floor["ulira"]["balanced_accuracy"]
     lines.append(f"- The goal, U-LiRA within 5 pp of the floor, is {'met' if gap <= 0.05 else 'not met'}: "
                  f"TMU is {100 * gap:.1f} pp above it.")

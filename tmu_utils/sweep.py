@@ -158,8 +158,8 @@ def collect(runs: list[SweepRun]) -> dict[tuple[str, str], dict[str, list[float]
     return table
 
 
-SUMMARY_METRICS = ("delta_forget", "avg_gap", "activation_distance", "js_divergence", "agreement",
-                   "forget_acc", "test_acc", "mia_gap", "time_s", "rte")
+SUMMARY_METRICS = ("delta_forget", "avg_gap", "tow", "activation_distance", "js_divergence", "agreement",
+                   "forget_acc", "test_acc", "mia_gap", "time_s", "rte", "rte_with_one_off")
 
 
 def summarize(runs: list[SweepRun], out: str | os.PathLike) -> Path:
@@ -184,8 +184,9 @@ def summarize(runs: list[SweepRun], out: str | os.PathLike) -> Path:
             cells = []
             for key in SUMMARY_METRICS:
                 mean, ci = mean_ci(metrics.get(key, []))
-                scale = 1 if key in ("activation_distance", "js_divergence", "time_s", "rte") else 100
-                digits = 4 if key == "js_divergence" else 3 if key == "activation_distance" else 2
+                scale = 1 if key in ("tow", "activation_distance", "js_divergence", "time_s", "rte",
+                                     "rte_with_one_off") else 100
+                digits = 4 if key == "js_divergence" else 3 if key in ("activation_distance", "tow") else 2
                 cells.append("–" if math.isnan(mean) else f"{mean * scale:.{digits}f}" +
                              ("" if math.isnan(ci) else f" ± {ci * scale:.{digits}f}"))
             n = max(len([v for v in vals if v is not None]) for vals in metrics.values())
