@@ -311,6 +311,11 @@ def artefact_name(method: str, params: Params) -> str:
     return f"tmu_{variant}" if method == "tmu" and variant != "hard" else method
 
 
+def unlearned_key(ctx: Context, method: str) -> str:
+    """Cache key of `method`'s unlearned outputs in this context."""
+    return f"{artefact_name(method, ctx.params)}-{ctx.key(method_key_fields(ctx.params))}"
+
+
 def unlearned_outputs(ctx: Context, method: str, original: nn.Module, easy: torch.Tensor | None = None,
                       **target_inputs: torch.Tensor | None) -> tuple[Outputs, float]:
     """The logits of `method`'s unlearned model and its unlearning time, cached per method.
@@ -319,7 +324,7 @@ def unlearned_outputs(ctx: Context, method: str, original: nn.Module, easy: torc
     variants' `target_inputs` for `unlearn`, follow from them), so 04_unlearning computes and
     05_evaluation (or a re-run) fetches.
     """
-    key = f"{artefact_name(method, ctx.params)}-{ctx.key(method_key_fields(ctx.params))}"
+    key = unlearned_key(ctx, method)
 
     def build():
         model, seconds = unlearn(ctx, method, original, easy, **target_inputs)
