@@ -198,17 +198,14 @@ def twin_easy_splits(ctx: pipeline.Context,
     return splits, payload["proba"], meta["seconds"]
 
 
-def twin_reference_margins(ctx: pipeline.Context, twin: nn.Module) -> torch.Tensor | None:
-    """The margin target's reference on the twin problem: M_t's margins on samples M_t never saw.
+def twin_reference_indices(ctx: pipeline.Context) -> torch.Tensor:
+    """Training-set indices of the samples whose margins under M_t are the twin margin target's reference.
 
-    In the real run the reference is M_o's margins on D_tf; here M_o is the gold model, so it must not
-    be used. M_t was fine-tuned on M ∪ D_tf, so the samples come from the holdout outside D_tf: per
-    class as many as D_tf has (seeded), or all there are where H \ D_tf holds fewer (then the reference
-    is smaller than D_tf, and its quantiles are interpolated). None in the class scenario, which has
-    no twin problem (the margin target then relabels all of D_f, as the real run does).
+    In the real run the reference is M_o's margins on D_tf; on the twin problem M_o is the gold model,
+    so it must not be used. M_t was fine-tuned on M ∪ D_tf, so the samples it never saw are the holdout
+    outside D_tf: per class as many as D_tf has (seeded), or all there are where fewer are left (then
+    the reference is smaller than D_tf, and its quantiles are interpolated).
     """
-    if ctx.params.forget_scenario == "class":
-        return None
     labels = ctx.dataset.train_y
     unseen = ctx.splits.holdout[~torch.isin(ctx.splits.holdout, ctx.splits.twin_forget)]
     generator = torch.Generator().manual_seed(ctx.params.seed * 7919 + 31)
@@ -217,9 +214,16 @@ def twin_reference_margins(ctx: pipeline.Context, twin: nn.Module) -> torch.Tens
     for c in range(ctx.dataset.num_classes):
         pool = unseen[labels[unseen] == c]
         chosen.append(pool[torch.randperm(len(pool), generator=generator)[: int(wanted[c])]])
-    idx = torch.cat(chosen).sort().values
-    x, y = ctx.dataset.train_x[idx], labels[idx]
-    return true_class_margins(predict(twin, x, ctx.device), y)
+    return torch.cat(chosen).sort().values
+
+
+def twin_reference_margins(ctx: pipeline.Context, twin: nn.Module) -> torch.Tensor | None:
+    """M_t's margins on `twin_reference_indices`; None in the class scenario, which has no twin
+    problem (the margin target then relabels all of D_tf, as the real run does D_f)."""
+    if ctx.params.forget_scenario == "class":
+        return None
+    idx = twin_reference_indices(ctx)
+    return true_class_margins(predict(twin, ctx.dataset.train_x[idx], ctx.device), ctx.dataset.train_y[idx])
 
 
 def twin_unlearn(ctx: pipeline.Context, problem: TwinProblem, method: str, params: Params,
