@@ -172,8 +172,9 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
     real = tuning.METHODS["tmu_margin"]
     monkeypatch.setitem(tuning.METHODS, "tmu_margin", lambda task: handed.update(task=task) or real(task))
     tuning.tune_methods(ctx, original, ["tmu_margin"])
-    splits, proba, _ = tuning.twin_easy_splits(ctx, original)
+    raw, _ = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])
+    easy, proba = tuning.out_of_fold_easy(ctx, raw)  # out of fold: never a fit on the sample's own label
     task = handed["task"]
-    assert torch.equal(task.easy, splits["tmu"]) and torch.equal(task.easy_proba, proba)
+    assert torch.equal(task.easy, easy) and torch.equal(task.easy_proba, proba)
     assert torch.equal(task.reference_margins, reference)
     assert torch.equal(task.forget_y, ctx.subset("twin_forget")[1])
