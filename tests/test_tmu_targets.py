@@ -178,3 +178,28 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
     assert torch.equal(task.easy, easy) and torch.equal(task.easy_proba, proba)
     assert torch.equal(task.reference_margins, reference)
     assert torch.equal(task.forget_y, ctx.subset("twin_forget")[1])
+
+
+def test_choose_target_on_one_smoke_seed_trains_no_gold_model(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("choose_target", SMOKE.parent.parent / "benchmarks" / "choose_target.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(pipeline, "gold_model", lambda *args, **kwargs: pytest.fail("choose_target built a gold model"))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "tune_budget=2",
+                        "--set", f"cache_dir={cache}", "--set", "tmu_target=margin"]) == 0
+    written = json.loads((out / "smoke.json").read_text())
+    seed = written["seeds"]["100"]
+    assert list(seed) == ["hard", "soft", "margin"]
+    assert [r["method"] for r in seed.values()] == ["tmu", "tmu_soft", "tmu_margin"]
+    for variant, record in seed.items():
+        assert 0 <= record["best_score"] <= 1 and set(record["chosen"]) == {"unlearn_lr", "hard_repeat"}
+        assert written["mean_best_score"][variant] == record["best_score"]  # one seed: its own score
+    assert written["winner"] == max(seed, key=lambda v: seed[v]["best_score"])
+    assert f"Winner: `tmu_target: {written['winner']}`" in (out / "smoke.md").read_text()
+    assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
+    # `tmu` was tuned as the hard variant although the command line asked for margin
+    tuned = {p.name.split("-")[0] for p in (cache / "tuning").glob("*.pt")}
+    assert tuned == {"tmu", "tmu_soft", "tmu_margin"}
