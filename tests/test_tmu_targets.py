@@ -203,3 +203,15 @@ def test_choose_target_on_one_smoke_seed_trains_no_gold_model(tmp_path, monkeypa
     # `tmu` was tuned as the hard variant although the command line asked for margin
     tuned = {p.name.split("-")[0] for p in (cache / "tuning").glob("*.pt")}
     assert tuned == {"tmu", "tmu_soft", "tmu_margin"}
+
+
+def test_twin_splits_cached_before_the_variants_gain_their_proba(tmp_path):
+    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
+    original, _ = pipeline.original_model(ctx)
+    splits, proba, _ = tuning.twin_easy_splits(ctx, original)
+    key = ctx.key(tuning.EASY_FIELDS)
+    old, meta = ctx.cache.load("twin_easy", key)
+    ctx.cache.save("twin_easy", key, {k: v for k, v in old.items() if k != "proba"}, meta)  # as stored before
+    again, proba_again, _ = tuning.twin_easy_splits(ctx, original)
+    assert torch.equal(proba_again, proba) and torch.equal(again["tmu"], splits["tmu"])
+    assert "proba" in ctx.cache.load("twin_easy", key)[0]  # and stored for next time
