@@ -159,7 +159,9 @@ print(", ".join(f"{key} {seconds:.1f} s" for key, seconds in tmu_timing.items())
 #
 # Two variants bracket it: `tmu_oracle` gets the gold model's labels (the best the predictor could
 # do) and `tmu_all_hard` calls every sample hard, the conventional "make the model fail on `D_f`"
-# behaviour. The baselines (fine-tuning, NegGrad, NegGrad+, random labels, Bad Teacher, SCRUB,
+# behaviour. `tmu_soft` and `tmu_margin` replace the confident flip by a per-sample target, a soft
+# label or a margin drawn from samples `M_o` never saw (docs/method.md, "Target variants"). The
+# baselines (fine-tuning, NegGrad, NegGrad+, random labels, Bad Teacher, SCRUB,
 # SalUn, ℓ1-sparse) start from the same `M_o` with the same data. Unlearned outputs are cached, so
 # 05 scores them without rerunning.
 
