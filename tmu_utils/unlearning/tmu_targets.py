@@ -5,7 +5,8 @@ model is mostly unsure about those samples instead, with small margins either si
   cross-entropy with soft targets;
 - `margin`: D_f ranked by P(easy) takes the margins of samples the original never saw, quantile for
   quantile, and the model's margins are pulled there with a smooth-L1 loss.
-Both use the same pool as the hard variant: a retain subsample plus D_f repeated `hard_repeat` times.
+Both fine-tune on the hard variant's retain subsample plus all of D_f repeated `hard_repeat` times
+(every forget sample now has a target to reach, not only the predicted-hard ones).
 `tmu` follows `tmu_target`; `tmu_soft` and `tmu_margin` force their variant.
 """
 from __future__ import annotations
