@@ -276,7 +276,8 @@ def tuning_key(ctx: pipeline.Context, method: str) -> str:
 def tune_methods(ctx: pipeline.Context, original: nn.Module, methods: list[str]) -> tuple[dict[str, dict], float]:
     """Tune every method in `methods` that has knobs (each cached); return the records and the shared
     cost of the twin problem: M_t's training and, for the TMU variants, the easy/hard splits of D_tf
-    (the features they need are TMU's one-off cost, reported there)."""
+    and P(easy), and the margin target's reference (the features they need are TMU's one-off cost,
+    reported there)."""
     tunable = [m for m in methods if m in KNOBS]
     if not tunable:
         return {}, 0.0
