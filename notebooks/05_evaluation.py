@@ -71,14 +71,15 @@ predictor_lr = 0.01
 threshold = "rate_match"
 cv_folds = 5
 # unlearning (SPEC §6): the methods to run and TMU's fine-tune
-methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "finetune", "neggrad",
-           "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse"]
+methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_soft", "tmu_margin",
+           "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse"]
 unlearn_epochs = 3
 unlearn_lr = 0.005
 unlearn_batch_size = 128
 retain_fraction = 0.3
 hard_loss = "random_label"
 hard_label = "runner_up"
+tmu_target = "hard"
 hard_repeat = 4
 noise_std = 0.05
 # baselines (SPEC §8)

@@ -112,12 +112,13 @@ def test_tmu_twin_split_is_out_of_fold(twin_run, cache_dir, monkeypatch):
         return fit(features, labels, *args)
 
     monkeypatch.setattr(tuning, "fit_predictor", spy)
-    easy = tuning.out_of_fold_easy(ctx, raw)
+    easy, proba = tuning.out_of_fold_easy(ctx, raw)
     n = len(g)
     # one predictor per fold, each fitted without its fold: every sample is held out exactly once
     assert len(rows) == ctx.params.cv_folds and sum(n - r for r in rows) == n
     assert not torch.equal(easy, g)
     assert abs(easy.float().mean().item() - g.float().mean().item()) < 0.02  # rate_match, per fold
+    assert ((proba >= 0) & (proba <= 1)).all() and proba[easy].mean() > proba[~easy].mean()
 
 
 def test_tmu_is_handed_the_out_of_fold_split_and_only_the_oracle_the_labels(twin_run, cache_dir, monkeypatch):
@@ -126,11 +127,12 @@ def test_tmu_is_handed_the_out_of_fold_split_and_only_the_oracle_the_labels(twin
     original, _ = pipeline.original_model(ctx)
     n = len(ctx.splits.twin_forget)
     planted = torch.arange(n) % 3 == 0
-    monkeypatch.setattr(tuning, "out_of_fold_easy", lambda ctx, raw: planted.clone())
-    splits, _ = tuning.twin_easy_splits(ctx, original)
+    monkeypatch.setattr(tuning, "out_of_fold_easy", lambda ctx, raw: (planted.clone(), planted.float()))
+    splits, proba, _ = tuning.twin_easy_splits(ctx, original)
     twin, _ = pipeline.twin_model(ctx, original)
     g = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])[0]["twin_labels"]
     assert torch.equal(splits["tmu"], planted) and torch.equal(splits["tmu_oracle"], g)
+    assert torch.equal(proba, planted.float()) and torch.equal(splits["tmu_soft"], planted)
     assert splits["tmu_random_rank"].sum() == planted.sum() and not torch.equal(splits["tmu_random_rank"], planted)
 
     handed = {}

@@ -21,7 +21,7 @@ ARCHS = ("small_cnn", "mlp", "resnet18")
 FEATURES = ("df", "af", "cf")
 FORGET_SCENARIOS = ("random", "class_subset", "class")
 UNLEARNING_METHODS = (
-    "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank",
+    "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_soft", "tmu_margin",
     "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse",
 )
 TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning.py): tune_budget's ceiling
@@ -91,6 +91,7 @@ class Params:
     retain_fraction: float = 0.3  # share of D_r replayed during unlearning (efficiency knob)
     hard_loss: str = "random_label"  # random_label | ascent: how predicted-hard samples are unlearned
     hard_label: str = "runner_up"  # random | runner_up: the wrong label given to hard samples
+    tmu_target: str = "hard"  # hard | soft | margin: the per-sample target tmu fine-tunes D_f towards (docs/method.md)
     hard_repeat: int = 4  # times each hard sample appears per epoch: its weight in the objective
     noise_std: float = 0.05  # std of Gaussian input noise on easy forget samples (0 disables)
     # --- baselines (SPEC §8); each field is prefixed with its method ---
@@ -131,6 +132,7 @@ _CHOICES = {
     "feature_scaling": ("per_set", "twin"),
     "hard_loss": ("random_label", "ascent"),
     "hard_label": ("random", "runner_up"),
+    "tmu_target": ("hard", "soft", "margin"),
     "tuning": ("fixed", "twin"),
 }
 _POSITIVE = ("epochs", "batch_size", "lr", "twin_lr", "knn_k", "bank_per_class", "predictor_epochs",

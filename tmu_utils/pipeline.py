@@ -33,6 +33,8 @@ from .training import (TrainConfig, predict, progress_enabled, resolve_device, s
                        train_model)
 from .twin import generalization_labels, twin_original, twin_training_set
 from .unlearning import METHODS, UnlearnTask
+from .unlearning.common import true_class_margins
+from .unlearning.tmu_targets import target_variant
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_limit", "test_limit")
@@ -219,6 +221,9 @@ class PredictorOutput:
     twin_easy_rate: float
     twin_cv_accuracy: float
     seconds: float
+    # M_o's margins on D_tf, which M_o never saw as a retrain never sees D_f: the margin target's
+    # reference (None in the class scenario, which has no twin problem)
+    reference_margins: torch.Tensor | None = None
 
 
 def predict_generalization(ctx: Context, raw: dict) -> PredictorOutput:
@@ -251,18 +256,27 @@ def tmu_predict_easy(ctx: Context, original: nn.Module) -> tuple[PredictorOutput
     curriculum, cur_meta = curriculum_model(ctx)
     raw, feat_meta = generalization_features(ctx, original, twin, curriculum)
     pred = predict_generalization(ctx, raw)
+    start = time.perf_counter()
+    tx, ty = ctx.subset("twin_forget")
+    pred.reference_margins = true_class_margins(predict(original, tx, ctx.device), ty)
+    pred.seconds += time.perf_counter() - start
     timing = {"twin_s": twin_meta["seconds"], "curriculum_s": cur_meta["seconds"],
               "features_s": feat_meta["seconds"], "predictor_s": pred.seconds}
     timing["tmu_one_off_s"] = sum(timing.values())
     return pred, timing
 
 
-def unlearn(ctx: Context, method: str, original: nn.Module, easy: torch.Tensor | None = None) -> tuple[nn.Module, float]:
-    """Run one registered unlearning method on a copy of M_o; return the model and its wall time."""
+def unlearn(ctx: Context, method: str, original: nn.Module, easy: torch.Tensor | None = None, *,
+            easy_proba: torch.Tensor | None = None,
+            reference_margins: torch.Tensor | None = None) -> tuple[nn.Module, float]:
+    """Run one registered unlearning method on a copy of M_o; return the model and its wall time.
+
+    `easy`, `easy_proba` and `reference_margins` are the TMU variants' inputs (UnlearnTask)."""
     rx, ry = ctx.subset("retain")
     fx, fy = ctx.subset("forget")
     seed = ctx.seeds["unlearning"]
-    task = UnlearnTask(original, rx, ry, fx, fy, ctx.dataset.num_classes, ctx.params, ctx.device, easy=easy, seed=seed)
+    task = UnlearnTask(original, rx, ry, fx, fy, ctx.dataset.num_classes, ctx.params, ctx.device, easy=easy, seed=seed,
+                       easy_proba=easy_proba, reference_margins=reference_margins)
     seed_everything(seed)
     start = time.perf_counter()
     model = METHODS[method](task)
@@ -280,20 +294,40 @@ def model_outputs(ctx: Context, model: nn.Module) -> Outputs:
 # only choose other fields' values (the knobs), which are themselves in every key.
 PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "population_dir", "methods",
                        "mia_max_per_side", "tuning", "tune_budget")
+# Fields that reach a method's keys through its stored name (`artefact_name`) instead of the hash.
+NAMED_FIELDS = ("tmu_target",)
 
 
-def unlearned_outputs(ctx: Context, method: str, original: nn.Module,
-                      easy: torch.Tensor | None = None) -> tuple[Outputs, float]:
+def method_key_fields(params: Params) -> list[str]:
+    """The fields hashed into a method's unlearned-output and tuning keys: every computed one, but
+    `tmu_target`, which `artefact_name` covers (so no key written before it existed changed)."""
+    return [f for f in params.to_dict() if f not in PRESENTATION_FIELDS and f not in NAMED_FIELDS]
+
+
+def artefact_name(method: str, params: Params) -> str:
+    """The name a method's artefacts are stored under: `tmu` with `tmu_target` other than hard computes
+    exactly what `tmu_<target>` does (same function, seed and inputs), so it shares that entry."""
+    variant = target_variant(method, params.tmu_target)
+    return f"tmu_{variant}" if method == "tmu" and variant != "hard" else method
+
+
+def unlearned_key(ctx: Context, method: str) -> str:
+    """Cache key of `method`'s unlearned outputs in this context."""
+    return f"{artefact_name(method, ctx.params)}-{ctx.key(method_key_fields(ctx.params))}"
+
+
+def unlearned_outputs(ctx: Context, method: str, original: nn.Module, easy: torch.Tensor | None = None,
+                      **target_inputs: torch.Tensor | None) -> tuple[Outputs, float]:
     """The logits of `method`'s unlearned model and its unlearning time, cached per method.
 
-    The key covers every parameter that can change the result, so 04_unlearning computes and
+    The key covers every parameter that can change the result (the inputs, `easy` and the TMU
+    variants' `target_inputs` for `unlearn`, follow from them), so 04_unlearning computes and
     05_evaluation (or a re-run) fetches.
     """
-    fields = [f for f in ctx.params.to_dict() if f not in PRESENTATION_FIELDS]
-    key = f"{method}-{ctx.key(fields)}"
+    key = unlearned_key(ctx, method)
 
     def build():
-        model, seconds = unlearn(ctx, method, original, easy)
+        model, seconds = unlearn(ctx, method, original, easy, **target_inputs)
         out = model_outputs(ctx, model)
         return {"forget": out.forget, "retain": out.retain, "test": out.test}, {"seconds": seconds}
 
@@ -367,12 +401,16 @@ def method_outputs(ctx: Context, refs: References, method: str,
 
         ctx = tuned_context(ctx, tune_methods(ctx, refs.original, [method])[0].get(method))
     easy = {"tmu": lambda: pred.easy, "tmu_random_rank": lambda: random_rank(ctx, pred.easy),
-            "tmu_oracle": lambda: refs.true_easy, "tmu_all_hard": lambda: torch.zeros_like(refs.true_easy)}
-    return unlearned_outputs(ctx, method, refs.original, easy[method]() if method in easy else None)
+            "tmu_oracle": lambda: refs.true_easy, "tmu_all_hard": lambda: torch.zeros_like(refs.true_easy),
+            "tmu_soft": lambda: pred.easy, "tmu_margin": lambda: pred.easy}
+    target_inputs = {}
+    if target_variant(method, ctx.params.tmu_target) != "hard":  # soft and margin read P(easy) and the reference
+        target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
+    return unlearned_outputs(ctx, method, refs.original, easy[method]() if method in easy else None, **target_inputs)
 
 
 # The TMU variants that depend on the twin problem's output, so pay its one-off cost.
-TWIN_METHODS = ("tmu", "tmu_random_rank")
+TWIN_METHODS = ("tmu", "tmu_random_rank", "tmu_soft", "tmu_margin")
 
 
 def random_rank(ctx: Context, easy: torch.Tensor) -> torch.Tensor:

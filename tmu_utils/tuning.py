@@ -7,7 +7,8 @@ which never saw D_tf. Each method's knobs are chosen there, per run, on any data
   candidate grid of TUNE_GRID_POINTS points;
 - every point is scored by one criterion, the same for every method (`alignment_score`);
 - TMU is handed the easy/hard split its predictor makes for samples it never trained on
-  (out-of-fold), never the twin labels themselves.
+  (out-of-fold), never the twin labels themselves; its soft and margin targets the out-of-fold
+  P(easy), and the margin target M_t's margins on holdout samples M_t never saw.
 Nothing here touches M_g or M_g'.
 """
 from __future__ import annotations
@@ -31,6 +32,8 @@ from .params import FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, P
 from .predictor import fit_predictor, predict_easy, predict_proba
 from .training import predict, seed_everything
 from .unlearning import METHODS, UnlearnTask
+from .unlearning.common import true_class_margins
+from .unlearning.tmu_targets import target_variant
 
 # Candidate values bracket each fixed default by a factor of 2-4 either way (NegGrad's by more: on the
 # default data, params.py notes, it moves from doing nothing to diverging within a factor of 3, and
@@ -43,6 +46,8 @@ KNOBS: dict[str, dict[str, tuple]] = {
     "tmu_oracle": _TMU,
     "tmu_all_hard": _TMU,
     "tmu_random_rank": _TMU,
+    "tmu_soft": _TMU,
+    "tmu_margin": _TMU,
     "finetune": {"unlearn_lr": _UNLEARN_LR, "unlearn_epochs": (1, 2, 3, 5)},
     "neggrad": {"neggrad_lr": (2e-5, 3e-5, 4e-5, 6e-5, 8e-5, 1e-4, 1.5e-4, 2e-4, 3e-4, 4e-4, 6e-4, 8e-4, 1e-3,
                                1.5e-3, 2e-3, 3e-3)},
@@ -141,22 +146,24 @@ def _rows(raw: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Te
     return {name: values[idx] for name, values in raw.items()}
 
 
-def out_of_fold_easy(ctx: pipeline.Context, raw: dict) -> torch.Tensor:
-    """TMU's easy/hard split of D_tf, each fold labelled by a predictor fitted on the other folds,
-    with the real run's scaling and threshold rule (rate_match: the training folds' easy rate).
+def out_of_fold_easy(ctx: pipeline.Context, raw: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """TMU's easy/hard split of D_tf and P(easy), each fold labelled by a predictor fitted on the other
+    folds, with the real run's scaling and threshold rule (rate_match: the training folds' easy rate).
 
     The folds are those of the reported twin CV accuracy (same seed)."""
     p = ctx.params
     g = raw["twin_labels"]
     order = torch.randperm(len(g), generator=torch.Generator().manual_seed(ctx.seeds["unlearning"]))
     easy = torch.zeros(len(g), dtype=torch.bool)
+    proba = torch.zeros(len(g))
     for fold in order.chunk(p.cv_folds):
         train = order[~torch.isin(order, fold)]
         x_train, x_fold = feats.feature_matrix(_rows(raw["twin"], train), _rows(raw["twin"], fold), p.features,
                                                p.feature_scaling)
         model = fit_predictor(x_train, g[train], p.predictor_epochs, p.predictor_lr, ctx.seeds["unlearning"])
-        easy[fold], _ = predict_easy(predict_proba(model, x_fold), p.threshold, g[train].float().mean().item())
-    return easy
+        proba[fold] = predict_proba(model, x_fold)
+        easy[fold], _ = predict_easy(proba[fold], p.threshold, g[train].float().mean().item())
+    return easy, proba
 
 
 # What fixes the easy/hard splits of D_tf: the twin features, the predictor and its threshold rule.
@@ -164,32 +171,68 @@ EASY_FIELDS = pipeline.FEATURE_FIELDS + ("features", "feature_scaling", "predict
                                          "threshold", "cv_folds")
 
 
-def twin_easy_splits(ctx: pipeline.Context, original: nn.Module) -> tuple[dict[str, torch.Tensor], float]:
-    """The easy/hard split of D_tf each TMU variant is handed (cached), and the seconds it took."""
+def twin_easy_splits(ctx: pipeline.Context,
+                     original: nn.Module) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
+    """The easy/hard split of D_tf each TMU variant is handed, the out-of-fold P(easy) (cached), and
+    the seconds they took."""
     def build():
         if ctx.params.forget_scenario == "class":  # the real run's rule: every forget sample is hard
             nothing_easy = torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)
-            return {"predicted": nothing_easy, "labels": nothing_easy}, {"seconds": 0.0}
+            return {"predicted": nothing_easy, "labels": nothing_easy, "proba": nothing_easy.float()}, {"seconds": 0.0}
         twin, _ = pipeline.twin_model(ctx, original)
         curriculum, _ = pipeline.curriculum_model(ctx)
         raw, _ = pipeline.generalization_features(ctx, original, twin, curriculum)
         start = time.perf_counter()
-        predicted = out_of_fold_easy(ctx, raw)
-        return {"predicted": predicted, "labels": raw["twin_labels"]}, {"seconds": time.perf_counter() - start}
+        predicted, proba = out_of_fold_easy(ctx, raw)
+        return ({"predicted": predicted, "labels": raw["twin_labels"], "proba": proba},
+                {"seconds": time.perf_counter() - start})
 
     payload, meta = ctx.cache.get_or_build("twin_easy", ctx.key(EASY_FIELDS), build)
+    if "proba" not in payload:  # stored before the target variants needed P(easy): the same fits, redone
+        payload, meta = build()
+        ctx.cache.save("twin_easy", ctx.key(EASY_FIELDS), payload, meta)
     predicted = payload["predicted"]
     # Only the oracle, an upper bound, is handed the twin labels themselves.
-    return {"tmu": predicted, "tmu_random_rank": pipeline.random_rank(ctx, predicted),
-            "tmu_oracle": payload["labels"]}, meta["seconds"]
+    splits = {"tmu": predicted, "tmu_random_rank": pipeline.random_rank(ctx, predicted),
+              "tmu_oracle": payload["labels"], "tmu_soft": predicted, "tmu_margin": predicted}
+    return splits, payload["proba"], meta["seconds"]
+
+
+def twin_reference_indices(ctx: pipeline.Context) -> torch.Tensor:
+    """Training-set indices of the samples whose margins under M_t are the twin margin target's reference.
+
+    In the real run the reference is M_o's margins on D_tf; on the twin problem M_o is the gold model,
+    so it must not be used. M_t was fine-tuned on M ∪ D_tf, so the samples it never saw are the holdout
+    outside D_tf: per class as many as D_tf has (seeded), or all there are where fewer are left (then
+    the reference is smaller than D_tf, and its quantiles are interpolated).
+    """
+    labels = ctx.dataset.train_y
+    unseen = ctx.splits.holdout[~torch.isin(ctx.splits.holdout, ctx.splits.twin_forget)]
+    generator = torch.Generator().manual_seed(ctx.params.seed * 7919 + 31)
+    wanted = torch.bincount(labels[ctx.splits.twin_forget], minlength=ctx.dataset.num_classes)
+    chosen = []
+    for c in range(ctx.dataset.num_classes):
+        pool = unseen[labels[unseen] == c]
+        chosen.append(pool[torch.randperm(len(pool), generator=generator)[: int(wanted[c])]])
+    return torch.cat(chosen).sort().values
+
+
+def twin_reference_margins(ctx: pipeline.Context, twin: nn.Module) -> torch.Tensor | None:
+    """M_t's margins on `twin_reference_indices`; None in the class scenario, which has no twin
+    problem (the margin target then relabels all of D_tf, as the real run does D_f)."""
+    if ctx.params.forget_scenario == "class":
+        return None
+    idx = twin_reference_indices(ctx)
+    return true_class_margins(predict(twin, ctx.dataset.train_x[idx], ctx.device), ctx.dataset.train_y[idx])
 
 
 def twin_unlearn(ctx: pipeline.Context, problem: TwinProblem, method: str, params: Params,
-                 easy: torch.Tensor | None) -> tuple[Outputs, float]:
-    """Run `method` with `params` on the twin problem: its outputs on the scoring sets and its wall time."""
+                 easy: torch.Tensor | None, **target_inputs: torch.Tensor | None) -> tuple[Outputs, float]:
+    """Run `method` with `params` on the twin problem: its outputs on the scoring sets and its wall time.
+    `target_inputs` are the TMU targets' `easy_proba` and `reference_margins`, when it reads them."""
     seed = ctx.seeds["unlearning"]
     task = UnlearnTask(problem.original, problem.retain_x, problem.retain_y, problem.forget_x, problem.forget_y,
-                       ctx.dataset.num_classes, params, ctx.device, easy=easy, seed=seed)
+                       ctx.dataset.num_classes, params, ctx.device, easy=easy, seed=seed, **target_inputs)
     seed_everything(seed)
     start = time.perf_counter()
     model = METHODS[method](task)
@@ -199,13 +242,15 @@ def twin_unlearn(ctx: pipeline.Context, problem: TwinProblem, method: str, param
     return Outputs(*(predict(model, problem.eval_x[s], ctx.device) for s in ("forget", "retain", "test"))), seconds
 
 
-def tune_method(ctx: pipeline.Context, problem: TwinProblem, method: str, easy: torch.Tensor | None) -> dict:
+def tune_method(ctx: pipeline.Context, problem: TwinProblem, method: str, easy: torch.Tensor | None,
+                **target_inputs: torch.Tensor | None) -> dict:
     """Score every grid point of `method` on the twin problem; choose the best (first on ties)."""
     start = time.perf_counter()
     grid = grid_points(method, ctx.params.tune_budget)
     record: dict[str, Any] = {"grid": grid, "scores": [], "tow": [], "activation_distance": [], "seconds": []}
     for point in grid:
-        outputs, seconds = twin_unlearn(ctx, problem, method, dataclasses.replace(ctx.params, **point), easy)
+        outputs, seconds = twin_unlearn(ctx, problem, method, dataclasses.replace(ctx.params, **point), easy,
+                                        **target_inputs)
         score, metrics = alignment_score(outputs, problem.gold_outputs, problem.labels)
         record["scores"].append(score)
         record["tow"].append(metrics["tow"])
@@ -222,30 +267,41 @@ def tune_method(ctx: pipeline.Context, problem: TwinProblem, method: str, easy: 
 def tuning_key(ctx: pipeline.Context, method: str) -> str:
     """Cache key of a method's tuning: every computed field but its own knobs, the budget (which only
     the unlearned outputs may ignore: their key holds the chosen knobs), and the grid itself."""
-    fields = [f for f in ctx.params.to_dict() if f not in pipeline.PRESENTATION_FIELDS and f not in KNOBS[method]]
+    fields = [f for f in pipeline.method_key_fields(ctx.params) if f not in KNOBS[method]]
     grid = json.dumps(grid_points(method, ctx.params.tune_budget), sort_keys=True)
-    return f"{method}-{ctx.key(fields + ['tune_budget'])}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
+    name = pipeline.artefact_name(method, ctx.params)  # `tmu` at tmu_target soft is tuned as tmu_soft is
+    return f"{name}-{ctx.key(fields + ['tune_budget'])}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
 
 
 def tune_methods(ctx: pipeline.Context, original: nn.Module, methods: list[str]) -> tuple[dict[str, dict], float]:
     """Tune every method in `methods` that has knobs (each cached); return the records and the shared
     cost of the twin problem: M_t's training and, for the TMU variants, the easy/hard splits of D_tf
-    (the features they need are TMU's one-off cost, reported there)."""
+    and P(easy), and the margin target's reference (the features they need are TMU's one-off cost,
+    reported there)."""
     tunable = [m for m in methods if m in KNOBS]
     if not tunable:
         return {}, 0.0
-    shared_s = pipeline.twin_model(ctx, original)[1]["seconds"]
+    twin, twin_meta = pipeline.twin_model(ctx, original)
+    shared_s = twin_meta["seconds"]
     easy = {"tmu_all_hard": torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)}
-    if any(m in tunable for m in ("tmu", "tmu_oracle", "tmu_random_rank")):
-        splits, easy_s = twin_easy_splits(ctx, original)
+    target_inputs: dict[str, dict[str, torch.Tensor | None]] = {}
+    if any(m in tunable for m in ("tmu", "tmu_oracle", "tmu_random_rank", "tmu_soft", "tmu_margin")):
+        splits, proba, easy_s = twin_easy_splits(ctx, original)
         easy.update(splits)
         shared_s += easy_s
+        variants = {m: target_variant(m, ctx.params.tmu_target) for m in tunable}
+        if any(v != "hard" for v in variants.values()):
+            start = time.perf_counter()
+            # what the variants read in place of the real run's P(easy) on D_f and M_o's margins on D_tf
+            inputs = {"easy_proba": proba, "reference_margins": twin_reference_margins(ctx, twin)}
+            shared_s += time.perf_counter() - start
+            target_inputs = {m: inputs for m, v in variants.items() if v != "hard"}
     problem: list[TwinProblem] = []  # built once, and only when some method's tuning is not cached
 
     def build(method: str) -> tuple[dict, dict]:
         if not problem:
             problem.append(twin_problem(ctx, original))
-        record = tune_method(ctx, problem[0], method, easy.get(method))
+        record = tune_method(ctx, problem[0], method, easy.get(method), **target_inputs.get(method, {}))
         return record, {"seconds": record["tuning_s"]}
 
     records = {m: ctx.cache.get_or_build("tuning", tuning_key(ctx, m), lambda m=m: build(m))[0] for m in tunable}

@@ -29,6 +29,9 @@ class UnlearnTask:
     device: torch.device
     easy: torch.Tensor | None = None  # bool per D_f sample: which forget samples to keep correct (TMU)
     seed: int | None = None  # seeds the method's own randomness; None means params.seed
+    easy_proba: torch.Tensor | None = None  # P(easy) per D_f sample from the predictor (TMU's soft and margin targets)
+    # margins of samples the original never saw, whose distribution D_f's should take (TMU's margin target)
+    reference_margins: torch.Tensor | None = None
 
     @property
     def run_seed(self) -> int:
@@ -91,6 +94,14 @@ def runner_up_labels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     masked = logits.clone()
     masked[torch.arange(len(labels)), labels] = float("-inf")
     return masked.argmax(1)
+
+
+def true_class_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per sample: the logit of the true class minus the largest other logit (> 0 means correct);
+    differentiable, so it serves as a loss input and as a measurement."""
+    true = logits.gather(1, labels.view(-1, 1)).squeeze(1)
+    others = logits.scatter(1, labels.view(-1, 1), float("-inf"))
+    return true - others.max(1).values
 
 
 def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:

@@ -5,9 +5,11 @@ where it would be wrong.
 
 The three registered variants differ only in the easy/hard split they are handed:
 `tmu` the predictor's, `tmu_oracle` the gold model's (an upper bound), `tmu_all_hard` none easy
-(the conventional "destroy everything" behaviour).
+(the conventional "destroy everything" behaviour). `tmu_targets.py` holds the other targets.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,8 @@ from .common import (UnlearnTask, batch_input, batches, method_generator, on_dev
                      random_wrong_labels, retain_subset, runner_up_labels, start_model, unlearn_optimizer)
 
 RETAIN, EASY, HARD = 0, 1, 2
+# (logits of a batch, the batch's pool rows, their sources) -> the loss of each row
+RowLosses = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def hard_targets(task: UnlearnTask, hard: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -27,11 +31,34 @@ def hard_targets(task: UnlearnTask, hard: torch.Tensor, generator: torch.Generat
     return random_wrong_labels(y, task.num_classes, generator)
 
 
+def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torch.Tensor, row_losses: RowLosses,
+              generator: torch.Generator) -> nn.Module:
+    """`unlearn_epochs` of SGD over the pool `x` (uint8 images, each row tagged RETAIN, EASY or HARD by
+    `source`), minimising the mean of `row_losses`; EASY rows are seen with Gaussian input noise."""
+    p, device = task.params, task.device
+    x, source = on_device(task, x, source)
+    opt = unlearn_optimizer(model, p)
+    noise_gen = torch.Generator(device=device).manual_seed(task.run_seed) if p.noise_std > 0 else None
+    for _ in range(p.unlearn_epochs):
+        for idx in batches(len(x), p.unlearn_batch_size, generator):
+            xb, sb = batch_input(x, idx, device), source[idx].to(device)
+            if noise_gen is not None:
+                # Fresh noise each step on easy samples: keep them right without the extra
+                # confidence a membership-inference attack would read (SPEC §6).
+                noise = torch.randn(xb.shape, generator=noise_gen, device=device) * p.noise_std
+                xb = torch.where((sb == EASY)[:, None, None, None], (xb + noise).clamp(0, 1), xb)
+            loss = row_losses(model(xb), idx, sb).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
 def tmu_unlearn(task: UnlearnTask) -> nn.Module:
     """Fine-tune a copy of M_o towards the gold model's behaviour on D_f, given `task.easy`."""
     if task.easy is None:
         raise ValueError("TMU needs task.easy: the predicted generalization label of each forget sample")
-    p, device = task.params, task.device
+    p = task.params
     gen = method_generator(task, salt=1)
     model = start_model(task)
     retain = retain_subset(task, gen)
@@ -48,23 +75,10 @@ def tmu_unlearn(task: UnlearnTask) -> nn.Module:
     target = true_y.clone()
     if p.hard_loss == "random_label":
         target[source == HARD] = wrong.repeat(p.hard_repeat)
+    (target,) = on_device(task, target)
 
-    x, target, source = on_device(task, x, target, source)
-    opt = unlearn_optimizer(model, p)
-    noise_gen = torch.Generator(device=device).manual_seed(task.run_seed) if p.noise_std > 0 else None
-    for _ in range(p.unlearn_epochs):
-        for idx in batches(len(x), p.unlearn_batch_size, gen):
-            xb, yb, sb = batch_input(x, idx, device), target[idx].to(device), source[idx].to(device)
-            if noise_gen is not None:
-                # Fresh noise each step on easy samples: keep them right without the extra
-                # confidence a membership-inference attack would read (SPEC §6).
-                noise = torch.randn(xb.shape, generator=noise_gen, device=device) * p.noise_std
-                xb = torch.where((sb == EASY)[:, None, None, None], (xb + noise).clamp(0, 1), xb)
-            losses = F.cross_entropy(model(xb), yb, reduction="none")
-            if p.hard_loss == "ascent":
-                losses = torch.where(sb == HARD, -losses, losses)
-            loss = losses.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.eval()
+    def row_losses(logits: torch.Tensor, idx: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+        losses = F.cross_entropy(logits, target[idx].to(task.device), reduction="none")
+        return torch.where(sb == HARD, -losses, losses) if p.hard_loss == "ascent" else losses
+
+    return fine_tune(task, model, x, source, row_losses, gen)

@@ -1,0 +1,217 @@
+"""TMU's target variants (tmu_utils/unlearning/tmu_targets.py): soft targets and margin-quantile
+matching, on the small real problem of conftest.py; their inputs in the pipeline and the twin tuner
+on params/smoke.yaml, without the gold model; and the cache keys they leave alone.
+
+Measured on the small problem (MLP, 300 forget samples; 5 epochs, D_f repeated 8 times, as in
+test_tmu.py; reference = the original's margins on 1000 test images, never seen):
+- margin, P(easy) uniform: median |margin − target| 1.36 after, 3.64 before; targets' IQR 5.5;
+- soft, P(easy) uniform: P(easy) > 0.8 stays right (0.97); P(easy) < 0.2 ends on the runner-up (0.76);
+- P(easy) = u^(1/3), easy where ≥ 0.5 (87 %): easy accuracy 0.935 (margin), 0.985 (soft), 0.893 (hard).
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tmu_utils import pipeline, tuning
+from tmu_utils.params import ParamsError, load_params, make_params
+from tmu_utils.training import predict
+from tmu_utils.unlearning import METHODS
+from tmu_utils.unlearning.common import runner_up_labels, true_class_margins
+from tmu_utils.unlearning.tmu_targets import margin_targets, soft_targets
+
+CPU = torch.device("cpu")
+SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"
+FLIPPING = {"unlearn_epochs": 5, "hard_repeat": 8}
+
+
+@pytest.fixture(scope="module")
+def reference(small_problem, small_original):
+    """The original's margins on test images it never saw: what a retrain's margins on D_f look like."""
+    return true_class_margins(predict(small_original, small_problem["test_x"], CPU), small_problem["test_y"])
+
+
+def uniform_proba(n: int, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, generator=torch.Generator().manual_seed(seed))
+
+
+def target_task(make_task, reference, proba, easy=None):
+    return make_task(easy=proba >= 0.5 if easy is None else easy, easy_proba=proba, reference_margins=reference,
+                     **FLIPPING)
+
+
+@pytest.fixture
+def make_task(make_task):
+    """conftest's make_task, also taking the variants' inputs."""
+    def make(easy=None, easy_proba=None, reference_margins=None, **overrides):
+        task = make_task(easy=easy, **overrides)
+        task.easy_proba, task.reference_margins = easy_proba, reference_margins
+        return task
+    return make
+
+
+def test_margin_targets_match_quantiles_by_rank():
+    proba = torch.tensor([0.9, 0.1, 0.5, 0.7])
+    reference = torch.tensor([-4.0, 0.0, 2.0, 8.0])
+    # ranks by P(easy): 0.1 < 0.5 < 0.7 < 0.9; quantiles 1/8, 3/8, 5/8, 7/8 of the reference
+    expected = torch.quantile(reference, torch.tensor([7, 1, 3, 5]) / 8)
+    assert torch.allclose(margin_targets(proba, reference), expected)
+
+
+def test_margin_variant_pulls_forget_margins_to_their_targets(make_task, small_problem, reference):
+    fx, fy = small_problem["forget_x"], small_problem["forget_y"]
+    proba = uniform_proba(len(fy))  # every quantile of the reference, to random samples: a real move
+    task = target_task(make_task, reference, proba)
+    targets = margin_targets(proba, reference)
+    before = true_class_margins(predict(task.original, fx, CPU), fy)
+    after = true_class_margins(predict(METHODS["tmu_margin"](task), fx, CPU), fy)
+    spread = torch.quantile(targets, 0.75) - torch.quantile(targets, 0.25)
+    miss_after, miss_before = (after - targets).abs().median(), (before - targets).abs().median()
+    assert miss_after < 0.35 * spread  # measured 1.36 against an IQR of 5.5
+    assert miss_after < 0.5 * miss_before  # measured 1.36 against 3.64
+    assert torch.corrcoef(torch.stack([after, targets]))[0, 1] > 0.5  # measured 0.72
+
+
+def test_soft_variant_keeps_likely_easy_and_moves_unlikely_to_the_runner_up(make_task, small_problem, reference):
+    fx, fy = small_problem["forget_x"], small_problem["forget_y"]
+    proba = uniform_proba(len(fy))
+    task = target_task(make_task, reference, proba)
+    q = soft_targets(task)
+    assert torch.allclose(q.sum(1), torch.ones(len(fy))) and torch.allclose(q[torch.arange(len(fy)), fy], proba)
+    runner_up = runner_up_labels(predict(task.original, fx, CPU), fy)
+    after = predict(METHODS["tmu_soft"](task), fx, CPU).argmax(1)
+    likely, unlikely = proba > 0.8, proba < 0.2
+    assert (predict(task.original, fx[unlikely], CPU).argmax(1) == fy[unlikely]).float().mean() > 0.8
+    assert (after[likely] == fy[likely]).float().mean() > 0.9  # measured 0.97
+    assert (after[unlikely] == runner_up[unlikely]).float().mean() > 0.6  # measured 0.76
+
+
+@pytest.mark.parametrize("method", ["tmu_soft", "tmu_margin"])
+def test_samples_predicted_easy_stay_correct(make_task, small_problem, reference, method):
+    fx, fy = small_problem["forget_x"], small_problem["forget_y"]
+    proba = uniform_proba(len(fy), seed=2) ** (1 / 3)  # mostly easy, as a predictor says on random forgetting
+    easy = proba >= 0.5
+    after = predict(METHODS[method](target_task(make_task, reference, proba, easy)), fx, CPU).argmax(1) == fy
+    assert after[easy].float().mean() > 0.88  # measured 0.935 (margin), 0.985 (soft); 0.93 before
+    assert after[~easy].float().mean() < 0.6  # and the hard ones did move (measured 0.33, 0.44)
+
+
+def test_tmu_follows_tmu_target(make_task, small_problem, reference):
+    proba = uniform_proba(len(small_problem["forget_y"]))
+    soft = METHODS["tmu_soft"](target_task(make_task, reference, proba))
+    via_tmu = METHODS["tmu"](make_task(easy=proba >= 0.5, easy_proba=proba, reference_margins=reference,
+                                       tmu_target="soft", **FLIPPING))
+    assert all(torch.equal(a, b) for a, b in zip(soft.state_dict().values(), via_tmu.state_dict().values()))
+
+
+def test_variants_need_their_inputs(make_task):
+    with pytest.raises(ValueError, match="easy_proba"):
+        METHODS["tmu_soft"](make_task(easy=torch.ones(300, dtype=torch.bool)))
+    with pytest.raises(ValueError, match="reference_margins"):
+        METHODS["tmu_margin"](make_task(easy=torch.ones(300, dtype=torch.bool), easy_proba=torch.ones(300)))
+
+
+def test_tmu_target_must_be_a_known_variant():
+    assert make_params({"tmu_target": "margin"}).tmu_target == "margin"
+    with pytest.raises(ParamsError, match="'tmu_target' must be one of hard, soft, margin"):
+        make_params({"tmu_target": "quantile"})
+
+
+def test_tmu_target_changes_no_other_methods_key(tmp_path):
+    hard = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
+    soft = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=soft"]))
+    for method in ("tmu_oracle", "tmu_random_rank", "tmu_soft", "tmu_margin", "finetune", "scrub"):
+        assert pipeline.unlearned_key(hard, method) == pipeline.unlearned_key(soft, method), method
+        assert tuning.tuning_key(hard, method) == tuning.tuning_key(soft, method), method
+    # `tmu` at tmu_target soft computes what tmu_soft computes, and is stored under that name
+    assert pipeline.unlearned_key(soft, "tmu") == pipeline.unlearned_key(hard, "tmu_soft")
+    assert tuning.tuning_key(soft, "tmu") == tuning.tuning_key(hard, "tmu_soft")
+    assert pipeline.unlearned_key(hard, "tmu").startswith("tmu-")
+
+
+def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a TMU target variant asked for the gold model")
+
+    monkeypatch.setattr(pipeline, "gold_model", forbidden)
+    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tuning=twin", "tune_budget=1"]))
+    original, _ = pipeline.original_model(ctx)
+    pred, _ = pipeline.tmu_predict_easy(ctx, original)
+    tx, ty = ctx.subset("twin_forget")
+    assert torch.equal(pred.reference_margins, true_class_margins(predict(original, tx, ctx.device), ty))
+    records, _ = tuning.tune_methods(ctx, original, ["tmu_soft", "tmu_margin"])
+    assert list(records) == ["tmu_soft", "tmu_margin"] and all(len(r["grid"]) == 1 for r in records.values())
+    for method in ("tmu_soft", "tmu_margin"):
+        model, seconds = pipeline.unlearn(tuning.tuned_context(ctx, records[method]), method, original, pred.easy,
+                                          easy_proba=pred.proba, reference_margins=pred.reference_margins)
+        assert seconds > 0
+        assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
+    assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built
+
+
+def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_margins(tmp_path, monkeypatch):
+    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tune_budget=1"]))
+    original, _ = pipeline.original_model(ctx)
+    twin, _ = pipeline.twin_model(ctx, original)
+    seen = []
+    real_predict = tuning.predict
+    monkeypatch.setattr(tuning, "predict", lambda model, *args: seen.append(model) or real_predict(model, *args))
+    reference = tuning.twin_reference_margins(ctx, twin)
+    assert seen == [twin]  # M_t's margins, never M_o's: M_o is the twin problem's gold model
+    # holdout samples outside D_tf, at most D_tf's count per class (smoke's holdout is short of some)
+    idx = tuning.twin_reference_indices(ctx)
+    labels = ctx.dataset.train_y
+    assert torch.isin(idx, ctx.splits.holdout).all() and not torch.isin(idx, ctx.splits.twin_forget).any()
+    wanted = torch.bincount(labels[ctx.splits.twin_forget], minlength=10)
+    assert (torch.bincount(labels[idx], minlength=10) <= wanted).all() and len(idx) > 0.8 * wanted.sum()
+    assert len(reference) == len(idx)
+
+    handed = {}
+    monkeypatch.setattr(tuning, "predict", real_predict)
+    real = tuning.METHODS["tmu_margin"]
+    monkeypatch.setitem(tuning.METHODS, "tmu_margin", lambda task: handed.update(task=task) or real(task))
+    tuning.tune_methods(ctx, original, ["tmu_margin"])
+    raw, _ = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])
+    easy, proba = tuning.out_of_fold_easy(ctx, raw)  # out of fold: never a fit on the sample's own label
+    task = handed["task"]
+    assert torch.equal(task.easy, easy) and torch.equal(task.easy_proba, proba)
+    assert torch.equal(task.reference_margins, reference)
+    assert torch.equal(task.forget_y, ctx.subset("twin_forget")[1])
+
+
+def test_choose_target_on_one_smoke_seed_trains_no_gold_model(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("choose_target", SMOKE.parent.parent / "benchmarks" / "choose_target.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(pipeline, "gold_model", lambda *args, **kwargs: pytest.fail("choose_target built a gold model"))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "tune_budget=2",
+                        "--set", f"cache_dir={cache}", "--set", "tmu_target=margin"]) == 0
+    written = json.loads((out / "smoke.json").read_text())
+    seed = written["seeds"]["100"]
+    assert list(seed) == ["hard", "soft", "margin"]
+    assert [r["method"] for r in seed.values()] == ["tmu", "tmu_soft", "tmu_margin"]
+    for variant, record in seed.items():
+        assert 0 <= record["best_score"] <= 1 and set(record["chosen"]) == {"unlearn_lr", "hard_repeat"}
+        assert written["mean_best_score"][variant] == record["best_score"]  # one seed: its own score
+    assert written["winner"] == max(seed, key=lambda v: seed[v]["best_score"])
+    assert f"Winner: `tmu_target: {written['winner']}`" in (out / "smoke.md").read_text()
+    assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
+    # `tmu` was tuned as the hard variant although the command line asked for margin
+    tuned = {p.name.split("-")[0] for p in (cache / "tuning").glob("*.pt")}
+    assert tuned == {"tmu", "tmu_soft", "tmu_margin"}
+
+
+def test_twin_splits_cached_before_the_variants_gain_their_proba(tmp_path):
+    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
+    original, _ = pipeline.original_model(ctx)
+    splits, proba, _ = tuning.twin_easy_splits(ctx, original)
+    key = ctx.key(tuning.EASY_FIELDS)
+    old, meta = ctx.cache.load("twin_easy", key)
+    ctx.cache.save("twin_easy", key, {k: v for k, v in old.items() if k != "proba"}, meta)  # as stored before
+    again, proba_again, _ = tuning.twin_easy_splits(ctx, original)
+    assert torch.equal(proba_again, proba) and torch.equal(again["tmu"], splits["tmu"])
+    assert "proba" in ctx.cache.load("twin_easy", key)[0]  # and stored for next time
