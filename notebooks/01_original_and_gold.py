@@ -34,7 +34,7 @@ device = "auto"  # auto: CUDA when present
 progress = True
 cache_dir = ""  # empty: $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
 out_dir = ""
-# data and the forget request (SPEC §2); half of Fashion-MNIST keeps all six notebooks within
+# data and the forget request (docs/method.md: data splits); half of Fashion-MNIST keeps all six notebooks within
 # 10 minutes on a 2-core CPU
 dataset = "fashion_mnist"
 data_dir = ""

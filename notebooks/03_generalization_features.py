@@ -38,7 +38,7 @@ device = "auto"  # auto: CUDA when present
 progress = True
 cache_dir = ""  # empty: $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
 out_dir = ""
-# data and the forget request (SPEC §2); half of Fashion-MNIST keeps all six notebooks within
+# data and the forget request (docs/method.md: data splits); half of Fashion-MNIST keeps all six notebooks within
 # 10 minutes on a 2-core CPU
 dataset = "fashion_mnist"
 data_dir = ""
@@ -63,7 +63,7 @@ augment = False
 # the twin original M_t: M_o fine-tuned on M ∪ D_tf
 twin_epochs = 2
 twin_lr = 0.0005
-# generalization-label features (SPEC §4) and the predictor (SPEC §5)
+# generalization-label features (docs/method.md: features) and the predictor (docs/method.md: the predictor)
 curriculum_epochs = 2
 features = ["df", "af", "cf"]
 knn_k = 5

@@ -36,7 +36,7 @@ deterministic = False  # True: deterministic cuDNN and torch algorithms (slower 
 progress = True
 cache_dir = ""  # empty: $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
 out_dir = ""
-# data and the forget request (SPEC §2); half of Fashion-MNIST keeps all six notebooks within
+# data and the forget request (docs/method.md: data splits); half of Fashion-MNIST keeps all six notebooks within
 # 10 minutes on a 2-core CPU
 dataset = "fashion_mnist"
 data_dir = ""
@@ -61,7 +61,7 @@ augment = False
 # the twin original M_t: M_o fine-tuned on M ∪ D_tf
 twin_epochs = 2
 twin_lr = 0.0005
-# generalization-label features (SPEC §4) and the predictor (SPEC §5)
+# generalization-label features (docs/method.md: features) and the predictor (docs/method.md: the predictor)
 curriculum_epochs = 2
 features = ["df", "af", "cf"]
 knn_k = 5
@@ -73,7 +73,7 @@ predictor_epochs = 200
 predictor_lr = 0.01
 threshold = "rate_match"
 cv_folds = 5
-# unlearning (SPEC §6): the methods to run and TMU's fine-tune
+# unlearning (docs/method.md: unlearning): the methods to run and TMU's fine-tune
 methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_soft", "tmu_margin",
            "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse"]
 unlearn_epochs = 3
@@ -85,7 +85,7 @@ hard_label = "runner_up"
 tmu_target = "hard"
 hard_repeat = 4
 noise_std = 0.05
-# baselines (SPEC §8)
+# baselines (docs/method.md: unlearning)
 neggrad_lr = 0.00015
 neggrad_plus_alpha = 0.5
 bad_teacher_temperature = 1.0
@@ -99,7 +99,7 @@ l1_sparse_alpha = 0.0005
 # gold-free tuning: fixed keeps the knobs above, twin chooses them per run (docs/tuning.md)
 tuning = "fixed"
 tune_budget = 8
-# evaluation (SPEC §7)
+# evaluation (docs/method.md: single-run metrics)
 mia_max_per_side = 5000
 # the folder of runs to summarise (relative: to the repository; empty: runs/<name>). The demo
 # reads the five-seed sweep of params/default.yaml measured for the README and committed with it.

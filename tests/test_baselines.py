@@ -1,4 +1,4 @@
-"""The eight unlearning baselines (SPEC §8) on the small real Fashion-MNIST problem.
+"""The eight unlearning baselines (docs/method.md: unlearning) on the small real Fashion-MNIST problem.
 
 Each baseline must change a copy of the original (never the original itself), move forget accuracy
 the way its paper intends, keep retain accuracy above a floor, and be deterministic under the seed.

@@ -1,4 +1,4 @@
-"""Split invariants (SPEC §2): disjoint, sized, stratified, per scenario, deterministic."""
+"""Split invariants (docs/method.md: data splits): disjoint, sized, stratified, per scenario, deterministic."""
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""TMU's unlearning step (SPEC §6) must work: hard samples end up wrong, easy ones stay right.
+"""TMU's unlearning step (docs/method.md: unlearning) must work: hard samples end up wrong, easy ones stay right.
 
 On this small MLP (300 forget samples, 2700 retain) the hard samples need more weight than the
 full-scale default gives them: with 3 epochs and 4x repetition only about 45 % of them flip

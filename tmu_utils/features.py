@@ -1,4 +1,4 @@
-"""Generalization-label features (SPEC §4): how "easy" a sample looks to a model.
+"""Generalization-label features (docs/method.md: features): how "easy" a sample looks to a model.
 
 Each is computed for a model f on a query set Q: on (M_t, D_tf) to train the predictor, on
 (M_o, D_f) to apply it. All are batched over samples; none loops over samples in Python.

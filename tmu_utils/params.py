@@ -33,7 +33,7 @@ class ParamsError(ValueError):
 
 @dataclass
 class Params:
-    """All knobs of one TMU run (SPEC.md). Each field: type, default, one-line doc."""
+    """All knobs of one TMU run (docs/method.md). Each field: type, default, one-line doc."""
 
     # --- run ---
     name: str = "default"  # run name: results go to runs/<name>/<seed>/
@@ -45,7 +45,7 @@ class Params:
     out_dir: str = ""  # this run's folder (results.json, figures); empty means runs/<name>/<seed>
     sweep_dir: str = ""  # folder of runs that 06_sweep_report summarises; empty means runs/<name>
     population_dir: str = ""  # population folder that 07 reads; empty means the committed benchmark
-    # --- data (SPEC §2) ---
+    # --- data (docs/method.md: data splits) ---
     dataset: str = "fashion_mnist"  # fashion_mnist | mnist | cifar10 | cifar100 | cifar20 | imagefolder
     data_dir: str = ""  # folder holding the data set; empty means the usual places
     image_size: int = 64  # side length images are resized to (imagefolder only)
@@ -55,7 +55,7 @@ class Params:
     forget_scenario: str = "random"  # random | class_subset | class
     forget_fraction: float = 0.1  # share of the members (random) or of one class's members (class_subset)
     forget_class: int = 0  # the class used by the class scenarios
-    # --- models and training (SPEC §3) ---
+    # --- models and training (docs/method.md: seeds) ---
     arch: str = "small_cnn"  # small_cnn | mlp | resnet18
     epochs: int = 20  # epochs for the original and gold models
     batch_size: int = 256  # training batch size
@@ -65,23 +65,23 @@ class Params:
     weight_decay: float = 0.0  # L2 weight decay
     schedule: str = "onecycle"  # onecycle | cosine | constant
     augment: bool = False  # random crop and horizontal flip (CIFAR-style)
-    # --- twin problem (SPEC §3) ---
+    # --- twin problem (docs/method.md: the twin problem) ---
     twin_epochs: int = 2  # epochs fine-tuning M_o on M ∪ D_tf to get the twin original M_t
     twin_lr: float = 5e-4  # peak learning rate of that fine-tune
     curriculum_epochs: int = 2  # epochs of the early-stopped curriculum model M_c
-    # --- generalization-label features (SPEC §4) ---
+    # --- generalization-label features (docs/method.md: features) ---
     features: list = field(default_factory=lambda: ["df", "af", "cf"])  # subset of df, af, cf
     knn_k: int = 5  # neighbours averaged in the distance feature DF
     bank_per_class: int = 500  # retain samples per class in the DF bank
     adv_steps: int = 5  # PGD steps of the adversarial feature AF
     adv_eps: float = 0.03  # L-inf PGD radius in [0,1] pixel space; step is adv_eps/3
     feature_scaling: str = "per_set"  # per_set | twin: where the robust scaling statistics come from
-    # --- generalization-label predictor (SPEC §5) ---
+    # --- generalization-label predictor (docs/method.md: the predictor) ---
     predictor_epochs: int = 200  # full-batch Adam epochs of the MLP predictor
     predictor_lr: float = 1e-2  # Adam learning rate of the predictor
     threshold: str = "rate_match"  # 0.5 (or any probability) | rate_match
     cv_folds: int = 5  # folds of the twin cross-validated accuracy
-    # --- unlearning (SPEC §6) ---
+    # --- unlearning (docs/method.md: unlearning) ---
     methods: list = field(default_factory=lambda: list(UNLEARNING_METHODS))  # methods to run and score
     unlearn_epochs: int = 3  # epochs of every fine-tuning-based unlearning method
     # 0.005 rather than 0.02: on the default, 0.02 and 0.01 cost TMU 2-2.6 pp of test accuracy
@@ -94,7 +94,7 @@ class Params:
     tmu_target: str = "hard"  # hard | soft | margin: the per-sample target tmu fine-tunes D_f towards (docs/method.md)
     hard_repeat: int = 4  # times each hard sample appears per epoch: its weight in the objective
     noise_std: float = 0.05  # std of Gaussian input noise on easy forget samples (0 disables)
-    # --- baselines (SPEC §8); each field is prefixed with its method ---
+    # --- baselines (docs/method.md: unlearning); each field is prefixed with its method ---
     # NegGrad is knife-edge on the default (benchmarks/baseline_defaults.py, 3 epochs): 1e-4 barely
     # moves forget accuracy (97.1 -> 96.5 %), 1.5e-4 brings it to the gold model's (92 %, test 87.5 %),
     # 2e-4 collapses test accuracy to 74 % and 5e-4 diverges to NaN.
@@ -113,7 +113,7 @@ class Params:
     # --- tuning (docs/tuning.md) ---
     tuning: str = "fixed"  # fixed | twin: keep the knobs above, or choose each method's per run on the twin problem
     tune_budget: int = 8  # grid points every method gets when tuning on the twin problem (1 to 16)
-    # --- evaluation (SPEC §7) ---
+    # --- evaluation (docs/method.md: single-run metrics) ---
     mia_max_per_side: int = 5000  # samples per side for the membership-inference attack
 
     def to_dict(self) -> dict[str, Any]:

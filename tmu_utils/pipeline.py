@@ -1,4 +1,4 @@
-"""The stages of one run (DESIGN.md's data flow) as cached functions, and `run(params) -> results`.
+"""The stages of one run (docs/design.md's data flow) as cached functions, and `run(params) -> results`.
 
 Each expensive artefact is keyed by exactly the parameters that determine it, so a sweep that only
 changes unlearning parameters reuses M_o, M_g, M_t, M_c and the features, and an interrupted run
@@ -244,7 +244,7 @@ def predict_generalization(ctx: Context, raw: dict) -> PredictorOutput:
 def tmu_predict_easy(ctx: Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
     """TMU's one-off preparation, without the gold model: twin, curriculum, features, predictor."""
     if ctx.params.forget_scenario == "class":
-        # SPEC §2: without any member of its class the gold model gets (almost) none of D_f right,
+        # docs/method.md: data splits: without any member of its class the gold model gets (almost) none of D_f right,
         # so every sample is hard and TMU relabels all of D_f. The twin problem could not say so
         # (M_o saw the class, so it gets most of D_tf right), and DF has no same-class bank.
         n = len(ctx.splits.forget)
@@ -426,7 +426,7 @@ def random_rank(ctx: Context, easy: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(ctx: Context) -> dict:
-    """Every stage and every method in `params.methods`, scored against the gold model (SPEC §7).
+    """Every stage and every method in `params.methods`, scored against the gold model (docs/method.md: single-run metrics).
 
     results.json is rewritten after each method, so an interrupted run keeps what it measured.
     """
