@@ -91,20 +91,29 @@ def test_deterministic_sets_the_cublas_workspace_on_cuda(restore_determinism, mo
 def test_unlearning_batches_are_cut_from_data_moved_to_the_device(name, make_task, monkeypatch):
     # On CUDA, on_device moves a method's data to the GPU once (on the CPU it is the identity), so
     # every batch must come from a tensor that went through it: none is copied from the host per step.
-    module = sys.modules[METHODS[name].__module__]
+    # the method's own module and every unlearning module it may delegate its loop to (the TMU
+    # variants share tmu.fine_tune)
+    modules = [m for key, m in sys.modules.items() if key.startswith("tmu_utils.unlearning.") and hasattr(m, "on_device")]
     moved, cut_from = [], []
 
     def record_moved(task, *tensors):
         moved.extend(id(t) for t in tensors)
         return tensors
 
+    cut = common.batch_input
+
     def record_batch(x, idx, device):
         cut_from.append(id(x))
-        return common.batch_input(x, idx, device)
+        return cut(x, idx, device)
 
-    monkeypatch.setattr(module, "on_device", record_moved)
-    monkeypatch.setattr(module, "batch_input", record_batch)
-    METHODS[name](make_task(easy=torch.arange(300) % 2 == 0, unlearn_epochs=1))
+    for module in modules:
+        monkeypatch.setattr(module, "on_device", record_moved)
+        if hasattr(module, "batch_input"):
+            monkeypatch.setattr(module, "batch_input", record_batch)
+    task = make_task(easy=torch.arange(300) % 2 == 0, unlearn_epochs=1)
+    task.easy_proba = task.easy.float() * 0.8 + 0.1  # what the soft and margin targets read
+    task.reference_margins = torch.linspace(-2.0, 8.0, 300)
+    METHODS[name](task)
     assert cut_from and set(cut_from) <= set(moved)
 
 
