@@ -138,6 +138,9 @@ def _population_command(args: argparse.Namespace) -> int:
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except RuntimeError as e:  # replicas built as jobs failed: their logs are named
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print((Path(args.out) / "population.md").read_text())
     print(f"written to {args.out}/population.json, population.md and figures/ "
           f"({result['timing']['total_s']:.0f} s)")
