@@ -74,3 +74,15 @@ def test_hash_is_stable_and_depends_only_on_chosen_fields():
     assert params_hash(a, fields) != params_hash(c, fields)
     # pinned: a changed hash would silently orphan every cached artefact
     assert params_hash(a, fields) == "873128bf0d25bcf6"
+
+
+def test_malformed_yaml_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    from tmu_utils.__main__ import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nepochs: [3\nlr: 0.1\n")
+    with pytest.raises(ParamsError, match=r"bad\.yaml, line \d+: not valid YAML"):
+        load_params(bad)
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "bad.yaml, line" in err and "\n" not in err and "Traceback" not in err

@@ -269,7 +269,12 @@ def load_params(path: str | os.PathLike | None = None, overrides: Iterable[str] 
         path = Path(path)
         if not path.is_file():
             raise ParamsError(f"params file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:  # one line naming the file and the line, not a traceback
+            mark = getattr(e, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            raise ParamsError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
         if not isinstance(values, dict):
             raise ParamsError(f"{path}: expected a mapping of parameter names to values")
         try:

@@ -42,6 +42,5 @@ METHODS: dict[str, UnlearnMethod] = {
     "salun": salun,
     "l1_sparse": l1_sparse,
 }
-REFERENCES = ("original", "retrain")
 
-__all__ = ["METHODS", "REFERENCES", "UnlearnMethod", "UnlearnTask"]
+__all__ = ["METHODS", "UnlearnMethod", "UnlearnTask"]
