@@ -1,4 +1,4 @@
-"""Generalization-label features (docs/method.md: features) and the predictor (docs/method.md: the predictor) on toy and real data."""
+"""Generalization-label features and the predictor (docs/method.md) on toy and real data."""
 import torch
 import torch.nn.functional as F
 

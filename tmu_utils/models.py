@@ -11,7 +11,7 @@ class Classifier(nn.Module):
 
     def __init__(self, body: nn.Module, head: nn.Linear, in_channels: int):
         super().__init__()
-        # Inputs stay in [0,1] pixel space so that PGD radii (docs/method.md: features AF) mean pixels; the model
+        # Inputs stay in [0,1] pixel space so that PGD radii (AF, docs/method.md) mean pixels; the model
         # normalises internally.
         self.register_buffer("mean", torch.full((1, in_channels, 1, 1), 0.5))
         self.register_buffer("std", torch.full((1, in_channels, 1, 1), 0.25))

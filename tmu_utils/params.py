@@ -91,7 +91,7 @@ class Params:
     retain_fraction: float = 0.3  # share of D_r replayed during unlearning (efficiency knob)
     hard_loss: str = "random_label"  # random_label | ascent: how predicted-hard samples are unlearned
     hard_label: str = "runner_up"  # random | runner_up: the wrong label given to hard samples
-    tmu_target: str = "hard"  # hard | soft | margin: the per-sample target tmu fine-tunes D_f towards (docs/method.md)
+    tmu_target: str = "hard"  # hard | soft | margin: what tmu fine-tunes each forget sample towards
     hard_repeat: int = 4  # times each hard sample appears per epoch: its weight in the objective
     noise_std: float = 0.05  # std of Gaussian input noise on easy forget samples (0 disables)
     # --- baselines (docs/method.md: unlearning); each field is prefixed with its method ---

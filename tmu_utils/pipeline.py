@@ -244,7 +244,7 @@ def predict_generalization(ctx: Context, raw: dict) -> PredictorOutput:
 def tmu_predict_easy(ctx: Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
     """TMU's one-off preparation, without the gold model: twin, curriculum, features, predictor."""
     if ctx.params.forget_scenario == "class":
-        # docs/method.md: data splits: without any member of its class the gold model gets (almost) none of D_f right,
+        # Without any member of its class the gold model gets (almost) none of D_f right,
         # so every sample is hard and TMU relabels all of D_f. The twin problem could not say so
         # (M_o saw the class, so it gets most of D_tf right), and DF has no same-class bank.
         n = len(ctx.splits.forget)
@@ -426,7 +426,7 @@ def random_rank(ctx: Context, easy: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate(ctx: Context) -> dict:
-    """Every stage and every method in `params.methods`, scored against the gold model (docs/method.md: single-run metrics).
+    """Every stage and every method in `params.methods`, scored against the gold model (docs/method.md).
 
     results.json is rewritten after each method, so an interrupted run keeps what it measured.
     """

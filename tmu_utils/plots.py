@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 GOLD_COLOR, TMU_COLOR, OTHER_COLOR = "#2a9d8f", "#e76f51", "#8d99ae"
@@ -197,14 +198,12 @@ def _population_styles(names: list[str]) -> dict[str, dict]:
     return {**{n: {"color": palette(i % 10), "lw": 1.0} for i, n in enumerate(others)}, **_POPULATION_STYLES}
 
 
-def plot_klom_cdf(per_sample: dict[str, "np.ndarray"], set_name: str = "D_f") -> plt.Figure:
+def plot_klom_cdf(per_sample: dict[str, np.ndarray], set_name: str = "D_f") -> plt.Figure:
     """The CDF over samples of each population's KLoM against retrain A, with the floor (B vs A).
 
     A curve to the left of the floor's would be closer to the retrains than a second set of
     retrains is; far to the right means the method's outputs are distributed unlike a retrain's.
     """
-    import numpy as np
-
     styles = _population_styles(list(per_sample))
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for name, values in per_sample.items():
@@ -225,7 +224,7 @@ def plot_ulira_roc(population: dict) -> plt.Figure:
     styles = _population_styles(list(rows))
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for name, attack in rows.items():
-        label = (f"floor: retrain B vs A" if name == "floor" else name) + f" ({100 * attack['balanced_accuracy']:.0f} %)"
+        label = ("floor: retrain B vs A" if name == "floor" else name) + f" ({100 * attack['balanced_accuracy']:.0f} %)"
         ax.plot(attack["roc"]["fpr"][1:], attack["roc"]["tpr"][1:], label=label, **styles[name])
     ax.plot([1e-4, 1], [1e-4, 1], color="0.6", ls=":", lw=1)
     ax.set_xscale("log")

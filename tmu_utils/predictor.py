@@ -1,4 +1,4 @@
-"""The generalization-label predictor (docs/method.md: the predictor): an MLP trained on the twin problem's features and
+"""The generalization-label predictor (docs/method.md): an MLP trained on the twin problem's features and
 known labels, applied to the real forget set to guess which samples the gold model gets right."""
 from __future__ import annotations
 

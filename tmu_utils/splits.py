@@ -1,4 +1,4 @@
-"""The data splits of docs/method.md: data splits: members M and holdout H, the forget set D_f ⊂ M under one of three
+"""The data splits (docs/method.md): members M and holdout H, the forget set D_f ⊂ M under one of three
 forget scenarios, the retain set D_r = M \\ D_f, and the twin forget set D_tf ⊂ H with the same
 size and class composition as D_f. All seeded and stratified by class."""
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _same_composition(pool: torch.Tensor, labels: torch.Tensor, like: torch.Tens
 
 
 def make_splits(train_y: torch.Tensor, test_y: torch.Tensor, params: Params) -> Splits:
-    """Split the training set into M, H, D_f, D_r, D_tf and pick the test set, per docs/method.md: data splits."""
+    """Split the training set into M, H, D_f, D_r, D_tf and pick the test set, per docs/method.md."""
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     if not 0 < params.member_fraction < 1:
         raise SplitError(f"member_fraction must lie in (0, 1); got {params.member_fraction}")

@@ -1,4 +1,4 @@
-"""The twin problem (docs/method.md: the twin problem): a stand-in unlearning problem whose answer is known.
+"""The twin problem (docs/method.md): a stand-in unlearning problem whose answer is known.
 
 Fine-tuning M_o on M ∪ D_tf gives the twin original M_t. Then M_t plays the original model, M_o
 plays its gold model (M_o never saw D_tf, exactly as M_g never sees D_f) and D_tf plays the

@@ -59,7 +59,7 @@ def retain_subset(task: UnlearnTask, generator: torch.Generator) -> torch.Tensor
 
 
 def unlearn_optimizer(model: nn.Module, params: Params, lr: float | None = None) -> torch.optim.SGD:
-    """SGD with momentum 0.9 and weight decay 5e-4 (docs/method.md: unlearning) at `unlearn_lr` unless told otherwise."""
+    """SGD with momentum 0.9 and weight decay 5e-4 (docs/method.md) at `unlearn_lr` unless told otherwise."""
     return torch.optim.SGD(model.parameters(), lr=params.unlearn_lr if lr is None else lr,
                            momentum=0.9, weight_decay=5e-4)
 

@@ -1,4 +1,4 @@
-"""TMU's unlearning step (docs/method.md: unlearning): fine-tune a copy of M_o on retain data, the predicted-easy
+"""TMU's unlearning step (docs/method.md): fine-tune a copy of M_o on retain data, the predicted-easy
 forget samples with their true labels, and the predicted-hard ones with a wrong label (or
 gradient ascent), so that the model ends up right where the gold model would be right and wrong
 where it would be wrong.
@@ -44,7 +44,7 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
             xb, sb = batch_input(x, idx, device), source[idx].to(device)
             if noise_gen is not None:
                 # Fresh noise each step on easy samples: keep them right without the extra
-                # confidence a membership-inference attack would read (docs/method.md: unlearning).
+                # confidence a membership-inference attack would read (docs/method.md).
                 noise = torch.randn(xb.shape, generator=noise_gen, device=device) * p.noise_std
                 xb = torch.where((sb == EASY)[:, None, None, None], (xb + noise).clamp(0, 1), xb)
             loss = row_losses(model(xb), idx, sb).mean()
