@@ -68,6 +68,8 @@ class Params:
     # --- twin problem (docs/method.md: the twin problem) ---
     twin_epochs: int = 2  # epochs fine-tuning M_o on M ∪ D_tf to get the twin original M_t
     twin_lr: float = 5e-4  # peak learning rate of that fine-tune
+    twin_match: str = "none"  # none | members: fine-tune M_t until its D_tf accuracy reaches M_o's on its members
+    twin_max_epochs: int = 12  # with twin_match members: at most this many fine-tuning epochs
     curriculum_epochs: int = 2  # epochs of the early-stopped curriculum model M_c
     # --- generalization-label features (docs/method.md: features) ---
     features: list = field(default_factory=lambda: ["df", "af", "cf"])  # subset of df, af, cf
@@ -134,11 +136,12 @@ _CHOICES = {
     "hard_label": ("random", "runner_up"),
     "tmu_target": ("hard", "soft", "margin"),
     "tuning": ("fixed", "twin"),
+    "twin_match": ("none", "members"),
 }
 _POSITIVE = ("epochs", "batch_size", "lr", "twin_lr", "knn_k", "bank_per_class", "predictor_epochs",
              "predictor_lr", "unlearn_epochs", "unlearn_lr", "unlearn_batch_size", "hard_repeat",
              "image_size", "neggrad_lr", "scrub_lr", "bad_teacher_temperature", "scrub_temperature",
-             "mia_max_per_side", "curriculum_epochs", "tune_budget")
+             "mia_max_per_side", "curriculum_epochs", "tune_budget", "twin_max_epochs")
 _NON_NEGATIVE = ("seed", "train_limit", "test_limit", "weight_decay", "momentum", "twin_epochs",
                  "adv_steps", "adv_eps", "noise_std", "neggrad_plus_alpha", "scrub_max_epochs",
                  "scrub_alpha", "scrub_gamma", "l1_sparse_alpha", "forget_class")

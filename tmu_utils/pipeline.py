@@ -31,7 +31,8 @@ from .predictor import cross_validated_accuracy, fit_predictor, predict_easy, pr
 from .splits import Splits, make_splits
 from .training import (TrainConfig, predict, progress_enabled, resolve_device, seed_everything, set_deterministic,
                        train_model)
-from .twin import generalization_labels, twin_original, twin_training_set
+from .twin import MatchTarget, generalization_labels, twin_original, twin_training_set
+from .twin import accuracy as twin_accuracy
 from .unlearning import METHODS, UnlearnTask
 from .unlearning.common import true_class_margins
 from .unlearning.tmu_targets import target_variant
@@ -41,7 +42,7 @@ DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_limit", "test_limit")
 MEMBER_FIELDS = DATA_FIELDS + ("member_fraction", "seed")
 FORGET_FIELDS = MEMBER_FIELDS + ("forget_scenario", "forget_fraction", "forget_class")
 RECIPE_FIELDS = ("arch", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment")
-TWIN_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("twin_epochs", "twin_lr")
+TWIN_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("twin_epochs", "twin_lr", "twin_match", "twin_max_epochs")
 CURRICULUM_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("curriculum_epochs",)
 FEATURE_FIELDS = TWIN_FIELDS + ("curriculum_epochs", "knn_k", "bank_per_class", "adv_steps", "adv_eps")
 # Every trained model gets its own initialisation and data-order seed, derived from `seed` (the seed
@@ -170,11 +171,27 @@ def _twin_set(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
     return ctx.dataset.train_x[idx], ctx.dataset.train_y[idx]
 
 
+# Members on which M_o's accuracy, the target of twin_match `members`, is measured (seeded subsample).
+MATCH_MEMBERS = 5000
+
+
 def twin_model(ctx: Context, original: nn.Module) -> tuple[nn.Module, dict]:
-    """M_t: M_o fine-tuned on M ∪ D_tf."""
+    """M_t: M_o fine-tuned on M ∪ D_tf (with twin_match `members`, until it knows D_tf as M_o knows M)."""
     def build():
-        model, result = twin_original(original, *_twin_set(ctx), ctx.params, ctx.device, ctx.seeds["twin"])
-        return model, {"seconds": result.seconds, "losses": result.losses}
+        start = time.perf_counter()
+        match = None
+        if ctx.params.twin_match == "members":
+            members = ctx.splits.members
+            pick = torch.randperm(len(members), generator=torch.Generator().manual_seed(ctx.seeds["twin"]))
+            idx = members[pick[:MATCH_MEMBERS]]
+            target = twin_accuracy(original, ctx.dataset.train_x[idx], ctx.dataset.train_y[idx], ctx.device)
+            match = MatchTarget(*ctx.subset("twin_forget"), target)
+        model, result, forget_acc = twin_original(original, *_twin_set(ctx), ctx.params, ctx.device,
+                                                  ctx.seeds["twin"], match)
+        meta = {"seconds": time.perf_counter() - start, "losses": result.losses, "epochs": len(result.losses)}
+        if match is not None:
+            meta.update(match_accuracy=match.accuracy, twin_forget_accuracy=forget_acc)
+        return model, meta
 
     return _cached_model(ctx, "twin", TWIN_FIELDS, build)
 

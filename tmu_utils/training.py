@@ -139,8 +139,11 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int):
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, *,
                 device: torch.device, seed: int, progress: bool = True, desc: str = "train",
-                on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train `model` in place with cross-entropy on uint8 images `x` and labels `y`."""
+                on_epoch: Callable[[int, float], bool | None] | None = None) -> TrainResult:
+    """Train `model` in place with cross-entropy on uint8 images `x` and labels `y`.
+
+    `on_epoch(epoch, mean_loss)` is called after every epoch (the model in eval mode); training stops
+    early when it returns True."""
     generator = torch.Generator().manual_seed(seed)
     # channels_last matches the inputs of to_input: 20-30 % faster convolutions on CPU and GPU alike
     model.to(device, memory_format=torch.channels_last).train()
@@ -171,7 +174,10 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
         result.losses.append(total / count)
         bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
         if on_epoch is not None:
-            on_epoch(epoch, result.losses[-1])
+            model.eval()
+            if on_epoch(epoch, result.losses[-1]):
+                break
+            model.train()
     result.seconds = time.perf_counter() - start
     model.eval()
     return result

@@ -7,6 +7,7 @@ forget set. So the generalization label of every twin forget sample is known: is
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,16 +21,45 @@ def twin_training_set(members: torch.Tensor, twin_forget: torch.Tensor) -> torch
     return torch.cat([members, twin_forget])
 
 
+@dataclass
+class MatchTarget:
+    """When M_t has memorised D_tf as M_o memorised its members: stop once M_t's accuracy on D_tf
+    (`forget_x`, `forget_y`) reaches `accuracy`, M_o's accuracy on its own members."""
+
+    forget_x: torch.Tensor
+    forget_y: torch.Tensor
+    accuracy: float
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    """Share of (x, y) that `model` classifies correctly."""
+    return (predict(model, x, device).argmax(1) == y).float().mean().item()
+
+
 def twin_original(original: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Params,
-                  device: torch.device, seed: int) -> tuple[nn.Module, TrainResult]:
-    """M_t: a copy of M_o fine-tuned `twin_epochs` at `twin_lr` on M ∪ D_tf (given as x, y)."""
+                  device: torch.device, seed: int,
+                  match: MatchTarget | None = None) -> tuple[nn.Module, TrainResult, list[float]]:
+    """M_t: a copy of M_o fine-tuned on M ∪ D_tf (given as x, y).
+
+    Without `match`: `twin_epochs` epochs, cosine-annealed from `twin_lr`. With it: epochs at the
+    constant `twin_lr` until M_t's accuracy on D_tf reaches `match.accuracy`, at most
+    `twin_max_epochs`. Returns the model, the training record and M_t's D_tf accuracy after each
+    epoch (empty without `match`).
+    """
     model = copy.deepcopy(original)
-    cfg = TrainConfig(epochs=params.twin_epochs, batch_size=params.batch_size, optimizer=params.optimizer,
-                      lr=params.twin_lr, momentum=params.momentum, weight_decay=params.weight_decay,
-                      schedule="cosine", augment=params.augment)
+    cfg = TrainConfig(epochs=params.twin_max_epochs if match else params.twin_epochs, batch_size=params.batch_size,
+                      optimizer=params.optimizer, lr=params.twin_lr, momentum=params.momentum,
+                      weight_decay=params.weight_decay, schedule="constant" if match else "cosine",
+                      augment=params.augment)
+    forget_accuracy: list[float] = []
+
+    def reached(epoch: int, loss: float) -> bool:
+        forget_accuracy.append(accuracy(model, match.forget_x, match.forget_y, device))
+        return forget_accuracy[-1] >= match.accuracy
+
     result = train_model(model, x, y, cfg, device=device, seed=seed, progress=params.progress,
-                         desc="twin original M_t")
-    return model, result
+                         desc="twin original M_t", on_epoch=reached if match else None)
+    return model, result, forget_accuracy
 
 
 @torch.no_grad()
