@@ -153,21 +153,30 @@ def test_tmu_is_handed_the_out_of_fold_split_and_only_the_oracle_the_labels(twin
 def test_grids_give_every_method_the_same_number_of_distinct_points():
     for method in tuning.KNOBS:
         for budget in (1, 8, TUNE_GRID_POINTS):
-            points = tuning.grid_points(method, budget)
+            params = make_params({"tune_budget": budget})
+            points = tuning.grid_points(method, params)
             assert len({json.dumps(p, sort_keys=True) for p in points}) == budget
-            assert points == tuning.grid_points(method, budget)  # deterministic
+            assert points == tuning.grid_points(method, params)  # deterministic
     # on a 4 x 4 grid, 8 points take each value of each knob twice
-    points = tuning.grid_points("tmu", 8)
-    for knob, values in tuning.KNOBS["tmu"].items():
-        assert sorted(p[knob] for p in points) == sorted(values * 2)
+    points = tuning.grid_points("tmu", make_params({}))
+    assert sorted(p["unlearn_lr"] for p in points) == sorted([0.002, 0.005, 0.01, 0.02] * 2)  # 0.4-4x of 0.005
+    assert sorted(p["hard_repeat"] for p in points) == sorted([1, 2, 4, 8] * 2)
     assert set(tuning.KNOBS) | set(tuning.NO_KNOBS) == set(UNLEARNING_METHODS)
+
+
+def test_learning_rate_grids_follow_the_params_file():
+    points = tuning.grid_points("finetune", make_params({"unlearn_lr": 0.05, "tune_budget": 16}))
+    assert sorted({p["unlearn_lr"] for p in points}) == [0.02, 0.05, 0.1, 0.2]
+    assert sorted({p["unlearn_epochs"] for p in points}) == [1, 2, 3, 5]  # absolute
+    neggrad = [p["neggrad_lr"] for p in tuning.grid_points("neggrad", make_params({"tune_budget": 16}))]
+    assert min(neggrad) < 1.5e-4 / 7 and max(neggrad) > 1.5e-4 * 20  # both sides of the default
 
 
 def test_an_unknown_knob_in_a_grid_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(tuning.KNOBS, "finetune", {"unlearn_rate": (0.01, 0.02, 0.03, 0.04),
                                                    "unlearn_epochs": (1, 2, 3, 5)})
     with pytest.raises(ValueError, match="method 'finetune' names 'unlearn_rate', which is not a parameter"):
-        tuning.grid_points("finetune", 8)
+        tuning.grid_points("finetune", make_params({}))
     with pytest.raises(ValueError, match="'finetune'.*'unlearn_rate'"):
         tuning.check_grids()
     monkeypatch.delitem(tuning.KNOBS, "finetune")

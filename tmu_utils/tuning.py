@@ -35,29 +35,43 @@ from .unlearning import METHODS, UnlearnTask
 from .unlearning.common import true_class_margins
 from .unlearning.tmu_targets import target_variant
 
-# Candidate values bracket each fixed default by a factor of 2-4 either way (NegGrad's by more: on the
-# default data, params.py notes, it moves from doing nothing to diverging within a factor of 3, and
-# where that edge lies depends on the data set).
-_UNLEARN_LR = (0.002, 0.005, 0.01, 0.02)
-_TMU = {"unlearn_lr": _UNLEARN_LR, "hard_repeat": (1, 2, 4, 8)}
+
+@dataclass(frozen=True)
+class Scaled:
+    """Candidate values of a learning rate as multiples of the run's own value of it: its right scale
+    depends on the data set, the model and the recipe, so the grid follows the params file."""
+
+    factors: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.factors)
+
+    def resolve(self, value: float) -> tuple[float, ...]:
+        return tuple(float(f"{value * f:.3g}") for f in self.factors)
+
+
+# Learning rates bracket the configured value from 0.4x to 4x (NegGrad's from 1/8x to 22x, in steps
+# of sqrt(2): on the default data it moves from doing nothing to diverging within a factor of 3, and
+# where that edge lies depends on the data set). The other knobs' values are absolute.
+_LR = Scaled((0.4, 1.0, 2.0, 4.0))
+_TMU = {"unlearn_lr": _LR, "hard_repeat": (1, 2, 4, 8)}
 # Knob name (a Params field) -> candidate values, per method. Each grid is their product.
-KNOBS: dict[str, dict[str, tuple]] = {
+KNOBS: dict[str, dict[str, tuple | Scaled]] = {
     "tmu": _TMU,
     "tmu_oracle": _TMU,
     "tmu_all_hard": _TMU,
     "tmu_random_rank": _TMU,
     "tmu_soft": _TMU,
     "tmu_margin": _TMU,
-    "finetune": {"unlearn_lr": _UNLEARN_LR, "unlearn_epochs": (1, 2, 3, 5)},
-    "neggrad": {"neggrad_lr": (2e-5, 3e-5, 4e-5, 6e-5, 8e-5, 1e-4, 1.5e-4, 2e-4, 3e-4, 4e-4, 6e-4, 8e-4, 1e-3,
-                               1.5e-3, 2e-3, 3e-3)},
-    "neggrad_plus": {"unlearn_lr": _UNLEARN_LR, "neggrad_plus_alpha": (0.1, 0.25, 0.5, 1.0)},
-    "random_label": {"unlearn_lr": _UNLEARN_LR, "unlearn_epochs": (1, 2, 3, 5)},
-    "bad_teacher": {"unlearn_lr": _UNLEARN_LR, "bad_teacher_temperature": (0.5, 1.0, 2.0, 4.0)},
+    "finetune": {"unlearn_lr": _LR, "unlearn_epochs": (1, 2, 3, 5)},
+    "neggrad": {"neggrad_lr": Scaled(tuple(2 ** (k / 2) for k in range(-6, 10)))},
+    "neggrad_plus": {"unlearn_lr": _LR, "neggrad_plus_alpha": (0.1, 0.25, 0.5, 1.0)},
+    "random_label": {"unlearn_lr": _LR, "unlearn_epochs": (1, 2, 3, 5)},
+    "bad_teacher": {"unlearn_lr": _LR, "bad_teacher_temperature": (0.5, 1.0, 2.0, 4.0)},
     # scrub_max_epochs 0 is the min-steps-only end of SCRUB's schedule: distillation on D_r alone.
-    "scrub": {"scrub_lr": (5e-4, 1e-3, 2e-3, 5e-3), "scrub_max_epochs": (0, 1, 2, 3)},
-    "salun": {"unlearn_lr": _UNLEARN_LR, "salun_sparsity": (0.1, 0.3, 0.5, 0.7)},
-    "l1_sparse": {"unlearn_lr": _UNLEARN_LR, "l1_sparse_alpha": (1e-4, 2e-4, 5e-4, 1e-3)},
+    "scrub": {"scrub_lr": Scaled((0.25, 0.5, 1.0, 2.5)), "scrub_max_epochs": (0, 1, 2, 3)},
+    "salun": {"unlearn_lr": _LR, "salun_sparsity": (0.1, 0.3, 0.5, 0.7)},
+    "l1_sparse": {"unlearn_lr": _LR, "l1_sparse_alpha": (1e-4, 2e-4, 5e-4, 1e-3)},
 }
 NO_KNOBS = ("original", "retrain")  # references, scored as they are
 # TMU's controls run at the knobs tuned for tmu itself, so that they differ from it only in which
@@ -91,18 +105,24 @@ def check_grids() -> None:
 check_grids()
 
 
-def grid_points(method: str, budget: int) -> list[dict[str, Any]]:
-    """`budget` points of `method`'s candidate grid: the cells of the first points of the unscrambled
-    Sobol sequence. Each knob has a power-of-2 number of values (the grid holds 16 points), so these
-    cells are distinct, the choice is fixed, and each knob's values are covered evenly (4 x 4 grid,
-    budget 8: each value of each knob twice; 16 values, budget 8: every other one)."""
+def candidates(method: str, params: Params) -> dict[str, tuple]:
+    """`method`'s candidate values per knob, learning rates scaled to `params`' own values."""
+    return {k: v.resolve(getattr(params, k)) if isinstance(v, Scaled) else v for k, v in KNOBS[method].items()}
+
+
+def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
+    """`params.tune_budget` points of `method`'s candidate grid: the cells of the first points of the
+    unscrambled Sobol sequence. Each knob has a power-of-2 number of values (the grid holds 16 points),
+    so these cells are distinct, the choice is fixed, and each knob's values are covered evenly
+    (4 x 4 grid, budget 8: each value of each knob twice; 16 values, budget 8: every other one)."""
     check_grid(method, KNOBS[method])
+    budget = params.tune_budget
     if not 1 <= budget <= TUNE_GRID_POINTS:
         raise ParamsError(f"parameter 'tune_budget' must lie in [1, {TUNE_GRID_POINTS}]; got {budget}")
-    names = list(KNOBS[method])
-    sizes = [len(KNOBS[method][n]) for n in names]
+    values = candidates(method, params)
+    names = list(values)
     sobol = qmc.Sobol(len(names), scramble=False).random_base2(TUNE_GRID_POINTS.bit_length() - 1)
-    return [{n: KNOBS[method][n][int(x * s)] for n, x, s in zip(names, u, sizes)} for u in sobol[:budget]]
+    return [{n: values[n][int(x * len(values[n]))] for n, x in zip(names, u)} for u in sobol[:budget]]
 
 
 def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
@@ -249,7 +269,7 @@ def tune_method(ctx: pipeline.Context, problem: TwinProblem, method: str, easy: 
                 **target_inputs: torch.Tensor | None) -> dict:
     """Score every grid point of `method` on the twin problem; choose the best (first on ties)."""
     start = time.perf_counter()
-    grid = grid_points(method, ctx.params.tune_budget)
+    grid = grid_points(method, ctx.params)
     record: dict[str, Any] = {"grid": grid, "scores": [], "tow": [], "activation_distance": [], "seconds": []}
     for point in grid:
         outputs, seconds = twin_unlearn(ctx, problem, method, dataclasses.replace(ctx.params, **point), easy,
@@ -271,7 +291,7 @@ def tuning_key(ctx: pipeline.Context, method: str) -> str:
     """Cache key of a method's tuning: every computed field but its own knobs, the budget (which only
     the unlearned outputs may ignore: their key holds the chosen knobs), and the grid itself."""
     fields = [f for f in pipeline.method_key_fields(ctx.params) if f not in KNOBS[method]]
-    grid = json.dumps(grid_points(method, ctx.params.tune_budget), sort_keys=True)
+    grid = json.dumps(grid_points(method, ctx.params), sort_keys=True)
     name = pipeline.artefact_name(method, ctx.params)  # `tmu` at tmu_target soft is tuned as tmu_soft is
     return f"{name}-{ctx.key(fields + ['tune_budget'])}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
 
