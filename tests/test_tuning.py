@@ -12,6 +12,7 @@ from tmu_utils import pipeline, tuning
 from tmu_utils.__main__ import main
 from tmu_utils.metrics import Outputs
 from tmu_utils.params import TUNE_GRID_POINTS, UNLEARNING_METHODS, ParamsError, load_params, make_params
+from tmu_utils.twin import accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -256,3 +257,23 @@ def test_class_scenario_hands_tmu_nothing_easy_on_the_twin_problem_too(twin_run,
     monkeypatch.setitem(tuning.METHODS, "tmu", lambda task: handed.append(task.easy.clone()) or real(task))
     tuning.tune_methods(ctx, pipeline.original_model(ctx)[0], ["tmu"])
     assert len(handed) == 1 and len(handed[0]) == len(ctx.splits.twin_forget) and not handed[0].any()
+
+
+def test_the_tuner_twin_is_matched_and_the_predictor_twin_is_not(twin_run, cache_dir):
+    ctx = smoke_context(cache_dir)  # twin_match members, the default
+    original, _ = pipeline.original_model(ctx)
+    problem = tuning.twin_problem(ctx, original)
+    _, meta = pipeline.twin_model(ctx, original, matched=True)
+    tx, ty = ctx.subset("twin_forget")
+    reached = accuracy(problem.original, tx, ty, ctx.device)
+    assert reached == meta["twin_forget_accuracy"][-1]  # the twin problem's original is the matched M_t
+    assert reached >= meta["match_accuracy"] or meta["epochs"] == ctx.params.twin_max_epochs
+    # TMU's predictor reads the twin_epochs M_t whatever twin_match says
+    plain = smoke_context(cache_dir, "twin_match=none")
+    a, _ = pipeline.twin_model(ctx, original)
+    b, _ = pipeline.twin_model(plain, original)
+    def same(m, n):
+        return all(torch.equal(x, y) for x, y in zip(m.state_dict().values(), n.state_dict().values()))
+
+    assert same(a, b) and same(tuning.twin_problem(plain, original).original, a)
+    assert not same(problem.original, a)

@@ -68,8 +68,8 @@ class Params:
     # --- twin problem (docs/method.md: the twin problem) ---
     twin_epochs: int = 2  # epochs fine-tuning M_o on M ∪ D_tf to get the twin original M_t
     twin_lr: float = 5e-4  # peak learning rate of that fine-tune
-    twin_match: str = "none"  # none | members: fine-tune M_t until its D_tf accuracy reaches M_o's on its members
-    twin_max_epochs: int = 12  # with twin_match members: at most this many fine-tuning epochs
+    twin_match: str = "members"  # none | members: the tuner's M_t is fine-tuned until it knows D_tf as M_o knows M
+    twin_max_epochs: int = 12  # at most this many epochs of that matched fine-tune
     curriculum_epochs: int = 2  # epochs of the early-stopped curriculum model M_c
     # --- generalization-label features (docs/method.md: features) ---
     features: list = field(default_factory=lambda: ["df", "af", "cf"])  # subset of df, af, cf

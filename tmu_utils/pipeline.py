@@ -42,7 +42,7 @@ DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_limit", "test_limit")
 MEMBER_FIELDS = DATA_FIELDS + ("member_fraction", "seed")
 FORGET_FIELDS = MEMBER_FIELDS + ("forget_scenario", "forget_fraction", "forget_class")
 RECIPE_FIELDS = ("arch", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "augment")
-TWIN_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("twin_epochs", "twin_lr", "twin_match", "twin_max_epochs")
+TWIN_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("twin_epochs", "twin_lr")
 CURRICULUM_FIELDS = FORGET_FIELDS + RECIPE_FIELDS + ("curriculum_epochs",)
 FEATURE_FIELDS = TWIN_FIELDS + ("curriculum_epochs", "knn_k", "bank_per_class", "adv_steps", "adv_eps")
 # Every trained model gets its own initialisation and data-order seed, derived from `seed` (the seed
@@ -171,16 +171,21 @@ def _twin_set(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
     return ctx.dataset.train_x[idx], ctx.dataset.train_y[idx]
 
 
-# Members on which M_o's accuracy, the target of twin_match `members`, is measured (seeded subsample).
+# Members on which M_o's accuracy, the matched twin's target, is measured (a seeded subsample).
 MATCH_MEMBERS = 5000
 
 
-def twin_model(ctx: Context, original: nn.Module) -> tuple[nn.Module, dict]:
-    """M_t: M_o fine-tuned on M ∪ D_tf (with twin_match `members`, until it knows D_tf as M_o knows M)."""
+def twin_model(ctx: Context, original: nn.Module, matched: bool = False) -> tuple[nn.Module, dict]:
+    """M_t: M_o fine-tuned on M ∪ D_tf; TMU's predictor reads this one.
+
+    `matched` (the tuner's twin, with twin_match `members`): fine-tuned instead until M_t's accuracy
+    on D_tf reaches M_o's on its members, so that seeing D_tf is worth to M_t what seeing D_f is
+    worth to M_o (docs/tuning.md).
+    """
     def build():
         start = time.perf_counter()
         match = None
-        if ctx.params.twin_match == "members":
+        if matched:
             members = ctx.splits.members
             pick = torch.randperm(len(members), generator=torch.Generator().manual_seed(ctx.seeds["twin"]))
             idx = members[pick[:MATCH_MEMBERS]]
@@ -193,6 +198,8 @@ def twin_model(ctx: Context, original: nn.Module) -> tuple[nn.Module, dict]:
             meta.update(match_accuracy=match.accuracy, twin_forget_accuracy=forget_acc)
         return model, meta
 
+    if matched:
+        return _cached_model(ctx, "twin_matched", TWIN_FIELDS + ("twin_max_epochs",), build)
     return _cached_model(ctx, "twin", TWIN_FIELDS, build)
 
 

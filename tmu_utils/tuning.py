@@ -152,9 +152,15 @@ def _subsample(n: int, seed: int, salt: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)[:TWIN_EVAL_SAMPLES].sort().values
 
 
+def tuning_twin(ctx: pipeline.Context, original: nn.Module) -> tuple[nn.Module, dict]:
+    """The twin problem's original: M_t matched to M_o's memorisation (twin_match `members`), or the
+    predictor's M_t (`none`)."""
+    return pipeline.twin_model(ctx, original, matched=ctx.params.twin_match == "members")
+
+
 def twin_problem(ctx: pipeline.Context, original: nn.Module) -> TwinProblem:
     """The twin problem of this run, with M_o's outputs on its scoring sets."""
-    twin, _ = pipeline.twin_model(ctx, original)
+    twin, _ = tuning_twin(ctx, original)
     forget_x, forget_y = ctx.subset("twin_forget")
     retain_x, retain_y = ctx.subset("members")
     test_x, test_y = ctx.subset("test")
@@ -298,13 +304,13 @@ def tuning_key(ctx: pipeline.Context, method: str) -> str:
 
 def tune_methods(ctx: pipeline.Context, original: nn.Module, methods: list[str]) -> tuple[dict[str, dict], float]:
     """Tune every method in `methods` that has knobs (each cached); return the records and the shared
-    cost of the twin problem: M_t's training and, for the TMU variants, the easy/hard splits of D_tf
+    cost of the twin problem: its M_t's training and, for the TMU variants, the easy/hard splits of D_tf
     and P(easy), and the margin target's reference (the features they need are TMU's one-off cost,
     reported there)."""
     tunable = [m for m in methods if m in KNOBS]
     if not tunable:
         return {}, 0.0
-    twin, twin_meta = pipeline.twin_model(ctx, original)
+    twin, twin_meta = tuning_twin(ctx, original)
     shared_s = twin_meta["seconds"]
     easy = {"tmu_all_hard": torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)}
     target_inputs: dict[str, dict[str, torch.Tensor | None]] = {}
