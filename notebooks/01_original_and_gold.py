@@ -22,7 +22,7 @@
 import torch
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots
+from tmu_utils import pipeline, plots, runs, scoring
 from tmu_utils.metrics import accuracy
 from tmu_utils.params import params_from_namespace
 
@@ -60,7 +60,7 @@ augment = False
 # %%
 params = params_from_namespace(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
@@ -106,7 +106,7 @@ print(f"M_o: {len(losses)} epochs, training loss {losses[0]:.3f} -> {losses[-1]:
 # than another retrain is.
 
 # %%
-refs = pipeline.references(ctx)
+refs = scoring.references(ctx)
 print(", ".join(f"{key} {seconds:.1f} s" for key, seconds in refs.timing.items()))
 
 # %% [markdown]

@@ -22,7 +22,7 @@
 import torch
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots, twin
+from tmu_utils import pipeline, plots, runs, scoring, twin
 from tmu_utils.metrics import accuracy
 from tmu_utils.params import params_from_namespace
 from tmu_utils.training import predict
@@ -64,7 +64,7 @@ twin_lr = 0.0005
 # %%
 params = params_from_namespace(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
@@ -110,7 +110,7 @@ twin_original, twin_meta = pipeline.twin_model(ctx, original)
 print(f"M_t: {len(twin_meta['losses'])} epochs from M_o, trained in {twin_meta['seconds']:.1f} s")
 
 # %%
-refs = pipeline.references(ctx)
+refs = scoring.references(ctx)
 tx, ty = ctx.subset("twin_forget")
 fx, fy = ctx.subset("forget")
 real = {"saw it": accuracy(predict(original, fx, ctx.device), fy),

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from tmu_utils import pipeline, plots, predictor, report
+from tmu_utils import generalization, pipeline, plots, predictor, report, runs, scoring
 from tmu_utils.params import params_from_namespace
 from tmu_utils.training import predict
 
@@ -79,7 +79,7 @@ cv_folds = 5
 # %%
 params = params_from_namespace(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
@@ -122,7 +122,7 @@ assert torch.allclose(curriculum_loss, raw["forget"]["cf"])
 # (from the gold model).
 
 # %%
-refs = pipeline.references(ctx)
+refs = scoring.references(ctx)
 true_easy = refs.true_easy
 both_kinds = bool(true_easy.any() and (~true_easy).any())  # forgetting a whole class leaves no easy sample
 fig = plots.plot_feature_distributions(raw["forget"], true_easy)
@@ -147,7 +147,7 @@ if both_kinds:
 # share a scale. The gold labels appear below only to judge the predictor.
 
 # %%
-pred = pipeline.predict_generalization(ctx, raw)
+pred = generalization.predict_generalization(ctx, raw)
 quality = predictor.quality_report(pred.proba, pred.easy, true_easy, pred.twin_easy_rate, pred.twin_cv_accuracy)
 display(Markdown(report.predictor_table(quality)))
 
@@ -187,7 +187,7 @@ subsets = [["df"], ["af"], ["cf"], ["df", "af"], ["df", "cf"], ["af", "cf"], ["d
 ablation = {}
 for subset in subsets:
     variant = dataclasses.replace(ctx, params=dataclasses.replace(params, features=subset))
-    out = pipeline.predict_generalization(variant, raw)
+    out = generalization.predict_generalization(variant, raw)
     ablation["+".join(subset)] = predictor.quality_report(out.proba, out.easy, true_easy, out.twin_easy_rate,
                                                           out.twin_cv_accuracy)
 columns = ("auc", "balanced_accuracy", "accuracy", "predicted_easy_rate", "twin_cv_accuracy")

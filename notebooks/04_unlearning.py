@@ -22,7 +22,7 @@
 import torch
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots
+from tmu_utils import generalization, pipeline, plots, runs, scoring
 from tmu_utils.metrics import accuracy
 from tmu_utils.params import params_from_namespace
 from tmu_utils.training import predict
@@ -100,7 +100,7 @@ l1_sparse_alpha = 0.0005
 # %%
 params = params_from_namespace(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
@@ -110,7 +110,7 @@ print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 # bf16 autocast), else on the CPU. Unlearning times below are measured on this device.
 
 # %%
-env = pipeline.environment(ctx.device)
+env = runs.environment(ctx.device)
 threads = "" if ctx.device.type == "cuda" else f" (CPU threads: {torch.get_num_threads()})"
 print(f"torch {env['torch']} on {env['device']}{threads}")
 
@@ -122,7 +122,7 @@ print(f"torch {env['torch']} on {env['device']}{threads}")
 # CF feature reads.
 
 # %%
-refs = pipeline.references(ctx)
+refs = scoring.references(ctx)
 curves = {"original M_o": pipeline.original_model(ctx)[1]["losses"],
           "gold M_g": pipeline.gold_model(ctx)[1]["losses"],
           "twin M_t": pipeline.twin_model(ctx, refs.original)[1]["losses"],
@@ -141,7 +141,7 @@ assert curves["curriculum M_c"][-1] > curves["original M_o"][-1], "the early-sto
 # the fitted predictor.
 
 # %%
-pred, tmu_timing = pipeline.tmu_predict_easy(ctx, refs.original)
+pred, tmu_timing = generalization.tmu_predict_easy(ctx, refs.original)
 n_easy = int(pred.easy.sum())
 print(f"predicted easy: {n_easy} of {len(pred.easy)} forget samples, hard: {len(pred.easy) - n_easy}")
 print(", ".join(f"{key} {seconds:.1f} s" for key, seconds in tmu_timing.items()))
@@ -169,7 +169,7 @@ print(", ".join(f"{key} {seconds:.1f} s" for key, seconds in tmu_timing.items())
 unlearning_methods = [m for m in params.methods if m not in ("original", "retrain")]
 outputs, seconds = {}, {}
 for method in unlearning_methods:
-    outputs[method], seconds[method] = pipeline.method_outputs(ctx, refs, method, pred)
+    outputs[method], seconds[method] = scoring.method_outputs(ctx, refs, method, pred)
     print(f"{method:14s} {seconds[method]:6.1f} s")
 
 # %%

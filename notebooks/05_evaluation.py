@@ -21,7 +21,7 @@
 # %%
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots, report
+from tmu_utils import pipeline, plots, report, runs
 from tmu_utils.params import params_from_namespace
 
 # %% tags=["parameters"]
@@ -102,13 +102,13 @@ mia_max_per_side = 5000
 # %%
 params = params_from_namespace(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
 # %% [markdown]
 # ## 1. Score every method
-# `pipeline.evaluate` fetches every model and unlearned output from the cache (building what is
+# `runs.evaluate` fetches every model and unlearned output from the cache (building what is
 # missing) and measures, for each method `M_u` against the gold model `M_g`:
 # - **Δ forget** = |forget accuracy of `M_u` − that of `M_g`|, the headline alignment gap, and the
 #   same gap on the retain and test sets (their mean is the *avg gap*);
@@ -123,8 +123,8 @@ print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 # The **noise floor** is `M_g'`, a second retrain, scored the same way.
 
 # %%
-results = pipeline.evaluate(ctx)
-results_path = pipeline.run_dir(params) / "results.json"
+results = runs.evaluate(ctx)
+results_path = runs.run_dir(params) / "results.json"
 assert results["complete"] and results_path.exists()
 print(f"{len(results['methods'])} methods scored on {results['env']['device']}, written to {results_path.name}")
 

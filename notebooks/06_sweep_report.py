@@ -24,7 +24,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots, sweep
+from tmu_utils import pipeline, plots, runs, sweep
 from tmu_utils.params import params_from_namespace
 
 # %% tags=["parameters"]
@@ -108,10 +108,10 @@ sweep_dir = "benchmarks/results/default_seeds"
 # %%
 params = params_from_namespace(globals())
 ctx = pipeline.prepare(params)
-run_folder = pipeline.run_dir(params)
+run_folder = runs.run_dir(params)
 figures_dir = run_folder / "figures"
 saved_figures = []
-sweep_folder = pipeline.REPO_ROOT / (params.sweep_dir or Path("runs", params.name))  # relative: to the repo
+sweep_folder = runs.REPO_ROOT / (params.sweep_dir or Path("runs", params.name))  # relative: to the repo
 print(f"summarising the runs below {sweep_folder}")
 
 # %% [markdown]
@@ -121,16 +121,16 @@ print(f"summarising the runs below {sweep_folder}")
 # When there is none yet, this notebook scores its own run (from the cache) so it has one to show.
 
 # %%
-runs = []
+sweep_runs = []
 for path in sorted(sweep_folder.glob("**/results.json")):
     setting = "/".join(path.parent.relative_to(sweep_folder).parts[:-1]) or "base"
-    runs.append(sweep.SweepRun(setting, json.loads(path.read_text())["params"]["seed"], [], path.parent))
-runs = [run for run in runs if run.done]
-if not runs:
-    pipeline.evaluate(ctx)
-    runs = [sweep.SweepRun("base", params.seed, [], run_folder)]
+    sweep_runs.append(sweep.SweepRun(setting, json.loads(path.read_text())["params"]["seed"], [], path.parent))
+sweep_runs = [run for run in sweep_runs if run.done]
+if not sweep_runs:
+    runs.evaluate(ctx)
+    sweep_runs = [sweep.SweepRun("base", params.seed, [], run_folder)]
 seeds = {}
-for run in runs:
+for run in sweep_runs:
     seeds.setdefault(run.label, []).append(run.seed)
 display(Markdown("| setting | runs | seeds |\n|---|---|---|\n" + "\n".join(
     f"| {label} | {len(s)} | {', '.join(map(str, sorted(s)))} |" for label, s in seeds.items())))
@@ -149,9 +149,9 @@ if max(len(s) for s in seeds.values()) < 2:
         "and set `sweep_dir = \"runs/seeds\"`."))
 
 # %%
-table = sweep.collect(runs)
+table = sweep.collect(sweep_runs)
 run_folder.mkdir(parents=True, exist_ok=True)
-summary_path = sweep.summarize(runs, run_folder)
+summary_path = sweep.summarize(sweep_runs, run_folder)
 display(Markdown(summary_path.read_text()))
 
 # %%

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots, report
+from tmu_utils import plots, report, runs
 from tmu_utils.params import params_from_namespace
 
 # %% tags=["parameters"]
@@ -36,7 +36,7 @@ population_dir = ""  # empty: benchmarks/results/population, the committed bench
 
 # %%
 params = params_from_namespace(globals())
-folder = pipeline.REPO_ROOT / (params.population_dir or "benchmarks/results/population")  # relative: to the repo
+folder = runs.REPO_ROOT / (params.population_dir or "benchmarks/results/population")  # relative: to the repo
 population = json.loads((folder / "population.json").read_text())
 samples = np.load(folder / "population_samples.npz")
 methods, floor = population["methods"], population["floor"]

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from .data import DatasetNotFoundError, load_dataset
-    from .pipeline import run, run_dir
+    from .runs import run, run_dir
     from .report import predictor_table, results_table
 
     try:
