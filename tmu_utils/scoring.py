@@ -74,4 +74,4 @@ def member_rate(ctx: pipeline.Context, outputs: Outputs) -> float:
     labels = {s: ctx.subset(s)[1] for s in ("forget", "retain", "test")}
     return loss_attack(per_sample_loss(outputs.retain, labels["retain"]), per_sample_loss(outputs.test, labels["test"]),
                        per_sample_loss(outputs.forget, labels["forget"]), seed=ctx.params.seed,
-                       max_per_side=ctx.params.mia_max_per_side).member_rate
+                       max_per_side=ctx.params.mia_max_per_side)
