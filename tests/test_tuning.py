@@ -198,14 +198,6 @@ def test_the_score_rewards_matching_the_gold_model():
     assert tuning.alignment_score(wrong, gold, labels)[0] < score
 
 
-def test_the_notebooks_that_evaluate_declare_the_tuning_parameters():
-    from tmu_utils import notebooks
-
-    for name in ("05_evaluation", "06_sweep_report"):  # both call runs.evaluate
-        declared = notebooks.declared_parameters(notebooks.NOTEBOOK_DIR / f"{name}.ipynb")
-        assert {"tuning", "tune_budget"} <= set(declared), name
-
-
 @pytest.fixture(scope="module")
 def tune_defaults():
     import importlib.util
