@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from tmu_utils import pipeline
+from tmu_utils import pipeline, scoring
 from tmu_utils.params import load_params
 
 GRID = {
@@ -29,13 +29,14 @@ def main() -> None:
     original, _ = pipeline.original_model(ctx)
     gold, _ = pipeline.gold_model(ctx, 0)
     gold_out = pipeline.model_outputs(ctx, gold)
+    gold_rate = scoring.member_rate(ctx, gold_out)
     print("| method | setting | forget % | retain % | test % | Δforget pp | AD | time s |")
     print("|---|---|---|---|---|---|---|---|")
     for method, settings in GRID.items():
         for setting in settings:
             ctx.params = load_params(path, args + ["progress=false"] + [f"{k}={v}" for k, v in setting.items()])
             model, seconds = pipeline.unlearn(ctx, method, original)
-            m = pipeline.score(ctx, pipeline.model_outputs(ctx, model), gold_out)
+            m = scoring.score(ctx, pipeline.model_outputs(ctx, model), gold_out, gold_rate)
             label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "defaults"
             print(f"| {method} | {label} | {100 * m['forget_acc']:.2f} | {100 * m['retain_acc']:.2f} | "
                   f"{100 * m['test_acc']:.2f} | {100 * m['delta_forget']:.2f} | {m['activation_distance']:.3f} | "

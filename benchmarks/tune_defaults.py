@@ -17,7 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
-from tmu_utils import pipeline, tuning
+from tmu_utils import pipeline, tuning, tuning_grids
 from tmu_utils.params import Params, load_params
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def medians(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     """Per method and knob, the lower median of the values chosen across seeds."""
     methods = next(iter(per_seed.values()))
     return {m: {knob: statistics.median_low(per_seed[s][m]["chosen"][knob] for s in per_seed)
-                for knob in tuning.KNOBS[m]} for m in methods}
+                for knob in tuning_grids.KNOBS[m]} for m in methods}
 
 
 def markdown(name: str, per_seed: dict[int, dict[str, dict]], chosen: dict[str, dict], defaults: Params) -> str:

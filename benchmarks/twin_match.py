@@ -20,7 +20,7 @@ import json
 import statistics
 from pathlib import Path
 
-from tmu_utils import pipeline
+from tmu_utils import pipeline, runs
 from tmu_utils.params import load_params
 from tmu_utils.twin import accuracy
 
@@ -34,7 +34,7 @@ def one_run(path: str, seed: int, match: str, methods: list[str], out: Path) -> 
                                 f"out_dir={out / 'runs'}", f"name={Path(path).stem}-{match}-s{seed}",
                                 "methods=[" + ",".join(methods) + "]"])
     ctx = pipeline.prepare(params)
-    results = pipeline.evaluate(ctx)
+    results = runs.evaluate(ctx)
     original, _ = pipeline.original_model(ctx)
     twin, twin_meta = pipeline.twin_model(ctx, original)
     gold, _ = pipeline.gold_model(ctx, 0)

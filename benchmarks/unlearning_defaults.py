@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from tmu_utils import pipeline
+from tmu_utils import generalization, pipeline, scoring
 from tmu_utils.params import load_params
 
 SETTINGS = [
@@ -34,8 +34,9 @@ def main() -> None:
     original, _ = pipeline.original_model(ctx)
     gold, g_meta = pipeline.gold_model(ctx, 0)
     gold_out = pipeline.model_outputs(ctx, gold)
+    gold_rate = scoring.member_rate(ctx, gold_out)
     true_easy = gold_out.forget.argmax(1) == ctx.subset("forget")[1]
-    pred, _ = pipeline.tmu_predict_easy(ctx, original)
+    pred, _ = generalization.tmu_predict_easy(ctx, original)
     print(f"gold forget acc {gold_out.forget.argmax(1).eq(ctx.subset('forget')[1]).float().mean():.4f}; "
           f"predicted easy rate {pred.easy.float().mean():.4f}")
     print("| setting | variant | Δforget pp | AD | agree % | hard acc % | |Δtest| pp | time s |")
@@ -45,7 +46,7 @@ def main() -> None:
         label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "defaults"
         for variant, easy in (("tmu", pred.easy), ("tmu_oracle", true_easy)):
             model, seconds = pipeline.unlearn(ctx, "tmu", original, easy)
-            m = pipeline.score(ctx, pipeline.model_outputs(ctx, model), gold_out)
+            m = scoring.score(ctx, pipeline.model_outputs(ctx, model), gold_out, gold_rate)
             print(f"| {label} | {variant} | {100 * m['delta_forget']:.2f} | {m['activation_distance']:.3f} | "
                   f"{100 * m['agreement']:.1f} | {100 * m['hard_acc']:.1f} | {100 * m['delta_test']:.2f} | "
                   f"{seconds:.1f} |", flush=True)

@@ -22,45 +22,26 @@
 import torch
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots
+from tmu_utils import notebooks, pipeline, plots, report, runs, scoring
 from tmu_utils.metrics import accuracy
-from tmu_utils.params import params_from_namespace
 
 # %% tags=["parameters"]
-# the run: figures (and 05's results.json) go to runs/<name>/<seed>/ unless out_dir is set
-name = "demo"
-seed = 0
-device = "auto"  # auto: CUDA when present
-progress = True
-cache_dir = ""  # empty: $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
-out_dir = ""
-# data and the forget request (docs/method.md: data splits); half of Fashion-MNIST keeps all six notebooks within
-# 10 minutes on a 2-core CPU
-dataset = "fashion_mnist"
-data_dir = ""
-image_size = 64  # imagefolder only
-train_limit = 30000
-test_limit = 0
-member_fraction = 0.8
+# The run starts from params_file (relative: to the repository); the names below are the knobs this
+# notebook is about, and papermill's -p (or `python -m tmu_utils run --set`) sets any Params field.
+params_file = "params/demo.yaml"
+seed = 0  # seeds the splits; each model's own seed derives from it (docs/method.md: seeds)
+# the forget request (docs/method.md: data splits)
 forget_scenario = "random"
 forget_fraction = 0.1
-forget_class = 0  # class scenarios only
-# the recipe of M_o, M_g, M_g' and M_c: Adam without weight decay lets M_o memorise its members,
-# so it sits visibly above the gold model on D_f; 15 epochs (not 20) for the time budget
+# the recipe of M_o, M_g and M_g': Adam without weight decay lets M_o memorise its members
 arch = "small_cnn"
 epochs = 15
-batch_size = 256
-optimizer = "adam"
-lr = 0.001
-momentum = 0.9
 weight_decay = 0.0
-schedule = "onecycle"
-augment = False
 
 # %%
-params = params_from_namespace(globals())
+params = notebooks.notebook_params(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
@@ -106,7 +87,7 @@ print(f"M_o: {len(losses)} epochs, training loss {losses[0]:.3f} -> {losses[-1]:
 # than another retrain is.
 
 # %%
-refs = pipeline.references(ctx)
+refs = scoring.references(ctx)
 print(", ".join(f"{key} {seconds:.1f} s" for key, seconds in refs.timing.items()))
 
 # %% [markdown]
@@ -119,8 +100,9 @@ outputs = {"original M_o": pipeline.model_outputs(ctx, original), "gold M_g": re
            "gold M_g'": refs.gold2_outputs}
 acc = {model: {split: accuracy(getattr(out, split), y) for split, y in labels.items()}
        for model, out in outputs.items()}
-display(Markdown("| model | forget % | retain % | test % |\n|---|---|---|---|\n" + "\n".join(
-    f"| {model} | " + " | ".join(f"{100 * a[split]:.2f}" for split in labels) + " |" for model, a in acc.items())))
+display(Markdown(report.markdown_table(["model", *(report.label(f"{split}_acc") for split in labels)],
+                                       [[model, *(report.fmt(f"{split}_acc", a[split]) for split in labels)]
+                                        for model, a in acc.items()])))
 
 # %%
 fig = plots.plot_accuracy_groups(acc)

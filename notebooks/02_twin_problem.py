@@ -22,49 +22,23 @@
 import torch
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots, twin
+from tmu_utils import notebooks, pipeline, plots, runs, scoring, twin
 from tmu_utils.metrics import accuracy
-from tmu_utils.params import params_from_namespace
 from tmu_utils.training import predict
 
 # %% tags=["parameters"]
-# the run: figures (and 05's results.json) go to runs/<name>/<seed>/ unless out_dir is set
-name = "demo"
+# The run starts from params_file (relative: to the repository); the names below are the knobs this
+# notebook is about, and papermill's -p (or `python -m tmu_utils run --set`) sets any Params field.
+params_file = "params/demo.yaml"
 seed = 0
-device = "auto"  # auto: CUDA when present
-progress = True
-cache_dir = ""  # empty: $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
-out_dir = ""
-# data and the forget request (docs/method.md: data splits); half of Fashion-MNIST keeps all six notebooks within
-# 10 minutes on a 2-core CPU
-dataset = "fashion_mnist"
-data_dir = ""
-image_size = 64  # imagefolder only
-train_limit = 30000
-test_limit = 0
-member_fraction = 0.8
-forget_scenario = "random"
-forget_fraction = 0.1
-forget_class = 0  # class scenarios only
-# the recipe of M_o, M_g, M_g' and M_c: Adam without weight decay lets M_o memorise its members,
-# so it sits visibly above the gold model on D_f; 15 epochs (not 20) for the time budget
-arch = "small_cnn"
-epochs = 15
-batch_size = 256
-optimizer = "adam"
-lr = 0.001
-momentum = 0.9
-weight_decay = 0.0
-schedule = "onecycle"
-augment = False
 # the twin original M_t: M_o fine-tuned on M ∪ D_tf
 twin_epochs = 2
 twin_lr = 0.0005
 
 # %%
-params = params_from_namespace(globals())
+params = notebooks.notebook_params(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
@@ -110,7 +84,7 @@ twin_original, twin_meta = pipeline.twin_model(ctx, original)
 print(f"M_t: {len(twin_meta['losses'])} epochs from M_o, trained in {twin_meta['seconds']:.1f} s")
 
 # %%
-refs = pipeline.references(ctx)
+refs = scoring.references(ctx)
 tx, ty = ctx.subset("twin_forget")
 fx, fy = ctx.subset("forget")
 real = {"saw it": accuracy(predict(original, fx, ctx.device), fy),

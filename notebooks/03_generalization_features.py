@@ -26,60 +26,25 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from tmu_utils import pipeline, plots, predictor, report
-from tmu_utils.params import params_from_namespace
+from tmu_utils import generalization, notebooks, pipeline, plots, predictor, report, runs, scoring
 from tmu_utils.training import predict
 
 # %% tags=["parameters"]
-# the run: figures (and 05's results.json) go to runs/<name>/<seed>/ unless out_dir is set
-name = "demo"
+# The run starts from params_file (relative: to the repository); the names below are the knobs this
+# notebook is about, and papermill's -p (or `python -m tmu_utils run --set`) sets any Params field.
+params_file = "params/demo.yaml"
 seed = 0
-device = "auto"  # auto: CUDA when present
-progress = True
-cache_dir = ""  # empty: $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
-out_dir = ""
-# data and the forget request (docs/method.md: data splits); half of Fashion-MNIST keeps all six notebooks within
-# 10 minutes on a 2-core CPU
-dataset = "fashion_mnist"
-data_dir = ""
-image_size = 64  # imagefolder only
-train_limit = 30000
-test_limit = 0
-member_fraction = 0.8
-forget_scenario = "random"
-forget_fraction = 0.1
-forget_class = 0  # class scenarios only
-# the recipe of M_o, M_g, M_g' and M_c: Adam without weight decay lets M_o memorise its members,
-# so it sits visibly above the gold model on D_f; 15 epochs (not 20) for the time budget
-arch = "small_cnn"
-epochs = 15
-batch_size = 256
-optimizer = "adam"
-lr = 0.001
-momentum = 0.9
-weight_decay = 0.0
-schedule = "onecycle"
-augment = False
-# the twin original M_t: M_o fine-tuned on M ∪ D_tf
-twin_epochs = 2
-twin_lr = 0.0005
-# generalization-label features (docs/method.md: features) and the predictor (docs/method.md: the predictor)
-curriculum_epochs = 2
+# the features (docs/method.md: features) and the predictor (docs/method.md: the predictor)
 features = ["df", "af", "cf"]
+curriculum_epochs = 2
 knn_k = 5
-bank_per_class = 500
-adv_steps = 5
 adv_eps = 0.03
-feature_scaling = "per_set"
-predictor_epochs = 200
-predictor_lr = 0.01
 threshold = "rate_match"
-cv_folds = 5
 
 # %%
-params = params_from_namespace(globals())
+params = notebooks.notebook_params(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
@@ -122,7 +87,7 @@ assert torch.allclose(curriculum_loss, raw["forget"]["cf"])
 # (from the gold model).
 
 # %%
-refs = pipeline.references(ctx)
+refs = scoring.references(ctx)
 true_easy = refs.true_easy
 both_kinds = bool(true_easy.any() and (~true_easy).any())  # forgetting a whole class leaves no easy sample
 fig = plots.plot_feature_distributions(raw["forget"], true_easy)
@@ -131,9 +96,10 @@ saved_figures.append(plots.save_fig(fig, "feature_distributions", figures_dir))
 # %%
 single_auc = {name: roc_auc_score(true_easy.numpy(), -values.numpy()) if both_kinds else float("nan")
               for name, values in raw["forget"].items()}
-display(Markdown("| feature | mean, easy | mean, hard | AUC of −feature for easy |\n|---|---|---|---|\n" + "\n".join(
-    f"| {name.upper()} | {values[true_easy].mean():.3f} | {values[~true_easy].mean():.3f} | {single_auc[name]:.3f} |"
-    for name, values in raw["forget"].items())))
+display(Markdown(report.markdown_table(
+    ["feature", "mean, easy", "mean, hard", "AUC of −feature for easy"],
+    [[name.upper(), f"{values[true_easy].mean():.3f}", f"{values[~true_easy].mean():.3f}", f"{single_auc[name]:.3f}"]
+     for name, values in raw["forget"].items()])))
 
 # %%
 if both_kinds:
@@ -147,7 +113,7 @@ if both_kinds:
 # share a scale. The gold labels appear below only to judge the predictor.
 
 # %%
-pred = pipeline.predict_generalization(ctx, raw)
+pred = generalization.predict_generalization(ctx, raw)
 quality = predictor.quality_report(pred.proba, pred.easy, true_easy, pred.twin_easy_rate, pred.twin_cv_accuracy)
 display(Markdown(report.predictor_table(quality)))
 
@@ -187,12 +153,12 @@ subsets = [["df"], ["af"], ["cf"], ["df", "af"], ["df", "cf"], ["af", "cf"], ["d
 ablation = {}
 for subset in subsets:
     variant = dataclasses.replace(ctx, params=dataclasses.replace(params, features=subset))
-    out = pipeline.predict_generalization(variant, raw)
+    out = generalization.predict_generalization(variant, raw)
     ablation["+".join(subset)] = predictor.quality_report(out.proba, out.easy, true_easy, out.twin_easy_rate,
                                                           out.twin_cv_accuracy)
 columns = ("auc", "balanced_accuracy", "accuracy", "predicted_easy_rate", "twin_cv_accuracy")
-display(Markdown("| features | " + " | ".join(columns) + " |\n" + "|---" * (len(columns) + 1) + "|\n" + "\n".join(
-    f"| {name} | " + " | ".join(f"{q[c]:.3f}" for c in columns) + " |" for name, q in ablation.items())))
+display(Markdown(report.markdown_table(["features", *columns],
+                                       [[name, *(report.fmt(c, q[c]) for c in columns)] for name, q in ablation.items()])))
 
 # %%
 best = max(ablation, key=lambda name: ablation[name]["auc"])

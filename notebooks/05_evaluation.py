@@ -21,94 +21,29 @@
 # %%
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots, report
-from tmu_utils.params import params_from_namespace
+from tmu_utils import notebooks, pipeline, plots, report, runs
 
 # %% tags=["parameters"]
-# the run: figures (and 05's results.json) go to runs/<name>/<seed>/ unless out_dir is set
-name = "demo"
+# The run starts from params_file (relative: to the repository); the names below are the knobs this
+# notebook is about, and papermill's -p (or `python -m tmu_utils run --set`) sets any Params field.
+params_file = "params/demo.yaml"
 seed = 0
-device = "auto"  # auto: CUDA when present
-deterministic = False  # True: deterministic cuDNN and torch algorithms (slower on a GPU)
-progress = True
-cache_dir = ""  # empty: $TMU_CACHE_DIR or ~/.cache/tmu/artifacts
-out_dir = ""
-# data and the forget request (docs/method.md: data splits); half of Fashion-MNIST keeps all six notebooks within
-# 10 minutes on a 2-core CPU
-dataset = "fashion_mnist"
-data_dir = ""
-image_size = 64  # imagefolder only
-train_limit = 30000
-test_limit = 0
-member_fraction = 0.8
-forget_scenario = "random"
-forget_fraction = 0.1
-forget_class = 0  # class scenarios only
-# the recipe of M_o, M_g, M_g' and M_c: Adam without weight decay lets M_o memorise its members,
-# so it sits visibly above the gold model on D_f; 15 epochs (not 20) for the time budget
-arch = "small_cnn"
-epochs = 15
-batch_size = 256
-optimizer = "adam"
-lr = 0.001
-momentum = 0.9
-weight_decay = 0.0
-schedule = "onecycle"
-augment = False
-# the twin original M_t: M_o fine-tuned on M ∪ D_tf
-twin_epochs = 2
-twin_lr = 0.0005
-# generalization-label features (docs/method.md: features) and the predictor (docs/method.md: the predictor)
-curriculum_epochs = 2
-features = ["df", "af", "cf"]
-knn_k = 5
-bank_per_class = 500
-adv_steps = 5
-adv_eps = 0.03
-feature_scaling = "per_set"
-predictor_epochs = 200
-predictor_lr = 0.01
-threshold = "rate_match"
-cv_folds = 5
-# unlearning (docs/method.md: unlearning): the methods to run and TMU's fine-tune
+# which methods to score, and with which knobs: fixed, or chosen on the twin problem (docs/tuning.md)
 methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_soft", "tmu_margin",
            "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse"]
-unlearn_epochs = 3
-unlearn_lr = 0.005
-unlearn_batch_size = 128
-retain_fraction = 0.3
-hard_loss = "random_label"
-hard_label = "runner_up"
-tmu_target = "hard"
-hard_repeat = 4
-noise_std = 0.05
-# baselines (docs/method.md: unlearning)
-neggrad_lr = 0.00015
-neggrad_plus_alpha = 0.5
-bad_teacher_temperature = 1.0
-scrub_lr = 0.002
-scrub_max_epochs = 2
-scrub_alpha = 1.0
-scrub_gamma = 0.1
-scrub_temperature = 4.0
-salun_sparsity = 0.5
-l1_sparse_alpha = 0.0005
-# gold-free tuning: fixed keeps the knobs above, twin chooses them per run (docs/tuning.md)
 tuning = "fixed"
-tune_budget = 8
-# evaluation (docs/method.md: single-run metrics)
 mia_max_per_side = 5000
 
 # %%
-params = params_from_namespace(globals())
+params = notebooks.notebook_params(globals())
 ctx = pipeline.prepare(params)
-figures_dir = pipeline.run_dir(params) / "figures"
+figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 
 # %% [markdown]
 # ## 1. Score every method
-# `pipeline.evaluate` fetches every model and unlearned output from the cache (building what is
+# `runs.evaluate` fetches every model and unlearned output from the cache (building what is
 # missing) and measures, for each method `M_u` against the gold model `M_g`:
 # - **Δ forget** = |forget accuracy of `M_u` − that of `M_g`|, the headline alignment gap, and the
 #   same gap on the retain and test sets (their mean is the *avg gap*);
@@ -123,8 +58,8 @@ print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 # The **noise floor** is `M_g'`, a second retrain, scored the same way.
 
 # %%
-results = pipeline.evaluate(ctx)
-results_path = pipeline.run_dir(params) / "results.json"
+results = runs.evaluate(ctx)
+results_path = runs.run_dir(params) / "results.json"
 assert results["complete"] and results_path.exists()
 print(f"{len(results['methods'])} methods scored on {results['env']['device']}, written to {results_path.name}")
 
@@ -184,8 +119,8 @@ rank = {}
 for key, (label, sign) in criteria.items():
     rank[label] = 1 + sum(sign * scores[m][key] > sign * scores["tmu"][key] for m in baselines)
 n = len(baselines) + 1
-display(Markdown("| criterion | TMU's rank among TMU and the baselines |\n|---|---|\n" + "\n".join(
-    f"| {label} | {r} of {n} |" for label, r in rank.items())))
+display(Markdown(report.markdown_table(["criterion", "TMU's rank among TMU and the baselines"],
+                                       [[label, f"{r} of {n}"] for label, r in rank.items()])))
 
 # %%
 tmu, hard, oracle = scores["tmu"], scores.get("tmu_all_hard"), scores.get("tmu_oracle")
@@ -218,15 +153,30 @@ if oracle is not None:
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
-# The headline claims of this demo, checked on every run of the notebook: the original model is
-# farther from the gold model than the noise floor (so there is something to align), TMU is more
-# aligned than calling every forget sample hard, and the predictor ranks easy above hard.
+# The headline claims, checked on every run of the notebook: the original model is farther from the
+# gold model than the noise floor (so there is something to align), and TMU is more aligned than
+# calling every forget sample hard.
 
 # %%
 if params.forget_scenario != "class":  # forgetting a whole class: every sample is hard, nothing is easy
     assert scores["original"]["delta_forget"] > floor["delta_forget"]
     assert hard is None or tmu["delta_forget"] < hard["delta_forget"]
-    assert results["predictor"]["auc"] > 0.7
+
+# %% [markdown]
+# At the demo's own parameters the numbers that matter are guarded with margins taken from their
+# measured spread, not from the room a comparison happens to have:
+# - TMU's Δ may exceed the noise floor's by at most 1.5 pp: over the 16 independently seeded demo
+#   replicas of benchmarks/results/population, one run's Δ has a standard deviation of 0.36 pp for
+#   TMU and 0.34 pp for the floor, so their difference one of 0.5 pp, and 1.5 pp is three of them.
+#   The untouched original sits 4.3 pp away, so a TMU that stopped unlearning fails here.
+# - The predictor's AUC is 0.971 at this seed; over five seeds of params/default.yaml
+#   (benchmarks/results/default_seeds) it varies with a standard deviation of 0.0022, so it must
+#   stay above 0.971 − 5 × 0.0022 = 0.960.
+
+# %%
+if notebooks.computes_as(params, "params/demo.yaml"):
+    assert tmu["delta_forget"] <= floor["delta_forget"] + 0.015, (tmu["delta_forget"], floor["delta_forget"])
+    assert results["predictor"]["auc"] > 0.971 - 5 * 0.0022, results["predictor"]["auc"]
 
 # %% [markdown]
 # ## Summary

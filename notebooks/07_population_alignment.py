@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from tmu_utils import pipeline, plots, report
+from tmu_utils import plots, report, runs
 from tmu_utils.params import params_from_namespace
 
 # %% tags=["parameters"]
@@ -36,7 +36,7 @@ population_dir = ""  # empty: benchmarks/results/population, the committed bench
 
 # %%
 params = params_from_namespace(globals())
-folder = pipeline.REPO_ROOT / (params.population_dir or "benchmarks/results/population")  # relative: to the repo
+folder = runs.REPO_ROOT / (params.population_dir or "benchmarks/results/population")  # relative: to the repo
 population = json.loads((folder / "population.json").read_text())
 samples = np.load(folder / "population_samples.npz")
 methods, floor = population["methods"], population["floor"]
@@ -130,12 +130,12 @@ for name in ["retrain_b", *methods]:
     shift = margins_m.mean(0) - retrain_a.mean(0)
     spread = margins_m.std(0, ddof=1) / np.maximum(retrain_a.std(0, ddof=1), 1e-6)
     per_sample = samples["floor/forget" if name == "retrain_b" else f"{name}/forget"]
-    rows.append(f"| {'floor: retrain B' if name == 'retrain_b' else name} | "
-                + " | ".join(f"{shift[m].mean():+.2f} | {np.median(spread[m]):.2f} | {per_sample[m].mean():.3f}"
-                             for m in (easy, ~easy)) + " |")
-display(Markdown(f"{easy.sum()} easy and {(~easy).sum()} hard forget samples.\n\n"
-                 "| population | easy: margin shift | easy: spread ratio | easy: KLoM | hard: margin shift "
-                 "| hard: spread ratio | hard: KLoM |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)))
+    rows.append(["floor: retrain B" if name == "retrain_b" else name,
+                 *(cell for m in (easy, ~easy) for cell in (f"{shift[m].mean():+.2f}", f"{np.median(spread[m]):.2f}",
+                                                            f"{per_sample[m].mean():.3f}"))])
+header = ["population", *(f"{kind}: {what}" for kind in ("easy", "hard")
+                          for what in ("margin shift", "spread ratio", "KLoM"))]
+display(Markdown(f"{easy.sum()} easy and {(~easy).sum()} hard forget samples.\n\n" + report.markdown_table(header, rows)))
 
 # %% [markdown]
 # ## 6. What the populations say

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tmu_utils import pipeline, training
+from tmu_utils import pipeline, runs, training
 from tmu_utils.features import adversarial_feature, curriculum_feature, normalized_features
 from tmu_utils.models import build_model
 from tmu_utils.params import make_params
@@ -53,7 +53,7 @@ def test_cache_key_names_the_device_type(tmp_path):
     fields = pipeline.MEMBER_FIELDS + pipeline.RECIPE_FIELDS
     cpu_key, cuda_key = (on[kind].key(fields) for kind in ("cpu", "cuda"))
     assert cpu_key != cuda_key and cpu_key.endswith("-cpu") and cuda_key.endswith("-cuda")
-    assert pipeline.environment(CPU)["device_type"] == "cpu"
+    assert runs.environment(CPU)["device_type"] == "cpu"
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tmu_utils.mia import MIAResult, loss_attack, mia_gap, per_sample_loss
+from tmu_utils.mia import loss_attack, mia_gap, per_sample_loss
 
 
 def test_per_sample_loss():
@@ -27,16 +27,12 @@ def _losses(rng, n_ret=2000, n_test=2000, n_forget=500, forget_scale=0.05):
 
 def test_member_like_forget_is_flagged():
     r, t, f = _losses(np.random.default_rng(1), forget_scale=0.05)
-    res = loss_attack(torch.tensor(r), torch.tensor(t), torch.tensor(f))
-    assert isinstance(res, MIAResult)
-    assert res.member_rate > 0.8
-    assert res.attack_accuracy > 0.75
+    assert loss_attack(torch.tensor(r), torch.tensor(t), torch.tensor(f)) > 0.8
 
 
 def test_non_member_like_forget_is_not_flagged():
     r, t, f = _losses(np.random.default_rng(2), forget_scale=1.0)
-    res = loss_attack(r, t, f)
-    assert res.member_rate < 0.3
+    assert loss_attack(r, t, f) < 0.3
 
 
 def test_balanced_subsampling_with_imbalanced_identical_sides():
@@ -44,9 +40,7 @@ def test_balanced_subsampling_with_imbalanced_identical_sides():
     r = rng.exponential(1.0, 10000)
     t = rng.exponential(1.0, 1000)
     f = rng.exponential(1.0, 2000)
-    res = loss_attack(r, t, f, seed=0)
-    assert abs(res.member_rate - 0.5) < 0.15
-    assert abs(res.attack_accuracy - 0.5) < 0.1
+    assert abs(loss_attack(r, t, f, seed=0) - 0.5) < 0.15
 
 
 def test_max_per_side_and_determinism():
@@ -54,12 +48,12 @@ def test_max_per_side_and_determinism():
     a = loss_attack(r, t, f, seed=7, max_per_side=200)
     b = loss_attack(r, t, f, seed=7, max_per_side=200)
     assert a == b
-    assert a.member_rate > 0.8
+    assert a > 0.8
 
 
 def test_empty_inputs():
     r, t, _ = _losses(np.random.default_rng(5))
-    assert math.isnan(loss_attack(r, t, np.array([])).member_rate)
+    assert math.isnan(loss_attack(r, t, np.array([])))
     with pytest.raises(ValueError):
         loss_attack(np.array([]), t, r)
 

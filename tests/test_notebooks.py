@@ -1,5 +1,6 @@
-"""Notebook hygiene (one literal `parameters` cell of Params fields, committed outputs of a clean
-top-to-bottom run, .py pairs in sync, every params-file key declared somewhere) and `run_notebooks`."""
+"""Notebook hygiene (one short literal `parameters` cell: a params file and a few Params fields that
+agree with it; committed outputs of a clean top-to-bottom run; .py pairs in sync), the parameter
+contract (`notebook_params`) and `run_notebooks`."""
 from __future__ import annotations
 
 import ast
@@ -8,18 +9,15 @@ from pathlib import Path
 import jupytext
 import nbformat
 import pytest
-import yaml
 
 from tmu_utils import notebooks
-from tmu_utils.params import FIELD_TYPES, Params, ParamsError, make_params
+from tmu_utils.params import FIELD_TYPES, ParamsError, load_params, make_params
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = [ROOT / "notebooks" / f"{name}.ipynb"
              for name in notebooks.NOTEBOOK_NAMES + notebooks.REPORT_NOTEBOOK_NAMES]
-# The demo's deliberate departures from the Params defaults (everything else is a default): half of
-# Fashion-MNIST and 15 epochs keep the six notebooks within 10 minutes on a 2-core CPU.
-# 06 summarises the committed five-seed sweep of the default, so its tables have real intervals.
-DEMO_CHOICES = {"name": "demo", "train_limit": 30000, "epochs": 15, "sweep_dir": "benchmarks/results/default_seeds"}
+RUN_NOTEBOOKS = [ROOT / "notebooks" / f"{name}.ipynb" for name in notebooks.NOTEBOOK_NAMES]
+MAX_PARAMETER_LINES = 15
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -52,8 +50,11 @@ def test_one_parameters_cell_of_literals_naming_params_fields(path):
     assert len(parameters_cells(nb)) == 1
     values = declared(nb)
     assert values, "the parameters cell declares nothing"
-    assert set(values) <= set(FIELD_TYPES), f"not Params fields: {sorted(set(values) - set(FIELD_TYPES))}"
-    make_params(values)  # the declared values are valid parameters
+    knobs = {k: v for k, v in values.items() if k != notebooks.PARAMS_FILE}
+    assert set(knobs) <= set(FIELD_TYPES), f"not Params fields: {sorted(set(knobs) - set(FIELD_TYPES))}"
+    make_params(knobs)  # the declared values are valid parameters
+    (cell,) = parameters_cells(nb)
+    assert len(cell.source.splitlines()) <= MAX_PARAMETER_LINES, "declare only the knobs this notebook is about"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -78,28 +79,30 @@ def test_py_pair_in_sync(path):
         f"run `jupytext --sync {path.relative_to(ROOT)}`"
 
 
-def test_every_params_file_key_is_declared_by_a_notebook():
-    everything = set().union(*(declared(read(p)) for p in NOTEBOOKS))
-    for path in sorted(p for p in (ROOT / "params").glob("**/*.yaml") if "cluster" not in p.parts):  # cluster/: SLURM options
-        spec = yaml.safe_load(path.read_text()) or {}
-        keys = set(spec.get("grid") or {}) | set(spec.get("set") or {}) if "base" in spec else set(spec)
-        assert keys <= everything, f"{path.name}: no notebook declares {sorted(keys - everything)}"
+@pytest.mark.parametrize("path", RUN_NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_run_notebook_starts_from_its_params_file_and_its_knobs_agree_with_it(path):
+    values = declared(read(path))
+    assert values.get(notebooks.PARAMS_FILE) == "params/demo.yaml"
+    base = load_params(ROOT / values[notebooks.PARAMS_FILE])
+    for name, value in values.items():
+        if name != notebooks.PARAMS_FILE:  # the cell shows the file's value: one source for the demo
+            assert getattr(base, name) == make_params({name: value}).to_dict()[name], f"{path.stem}: {name}"
+    assert notebooks.notebook_params(values) == base
 
 
-def test_notebooks_share_values_which_are_defaults_or_demo_choices():
-    defaults = {**Params().to_dict(), **DEMO_CHOICES}
-    for path in NOTEBOOKS:
-        for name, value in declared(read(path)).items():
-            assert value == defaults[name], f"{path.stem}: {name} = {value!r}, expected {defaults[name]!r}"
+def test_notebook_params_take_the_file_then_any_field_set_in_the_namespace():
+    namespace = {"params_file": "params/demo.yaml", "epochs": 3, "unlearn_lr": "0.01", "display": print}
+    params = notebooks.notebook_params(namespace)  # papermill -p injects undeclared names just the same
+    assert (params.epochs, params.unlearn_lr) == (3, 0.01)
+    assert params.train_limit == load_params(ROOT / "params" / "demo.yaml").train_limit == 30000
+    assert notebooks.computes_as(load_params(ROOT / "params" / "demo.yaml", ["progress=false", "name=x"]),
+                                 "params/demo.yaml")
+    assert not notebooks.computes_as(params, "params/demo.yaml")
 
 
-def test_later_stages_declare_everything_their_cache_keys_depend_on():
-    from tmu_utils.pipeline import PRESENTATION_FIELDS
-
-    computed = set(FIELD_TYPES) - set(PRESENTATION_FIELDS)
-    for name in ("04_unlearning", "05_evaluation", "06_sweep_report"):
-        names = set(declared(read(ROOT / "notebooks" / f"{name}.ipynb")))
-        assert computed <= names, f"{name} misses {sorted(computed - names)}"
+def test_the_report_notebooks_read_only_a_folder():
+    for name in notebooks.REPORT_NOTEBOOK_NAMES:
+        assert set(declared(read(ROOT / "notebooks" / f"{name}.ipynb"))) <= {"sweep_dir", "population_dir", "out_dir"}
 
 
 # --- run_notebooks, on two tiny notebooks ---
@@ -141,7 +144,22 @@ def test_run_notebooks_names_the_failing_notebook_and_cell(tiny_notebooks, tmp_p
     assert not (tmp_path / "run" / "b.ipynb").exists()
 
 
-def test_an_override_no_notebook_declares_fails_before_anything_runs(tiny_notebooks, tmp_path):
-    with pytest.raises(ParamsError, match="epochs"):
-        notebooks.run_notebooks(make_params({"epochs": 3}), tmp_path / "run", {"epochs"})
+def test_an_undeclared_override_reaches_the_notebooks_through_the_run_params_file(tiny_notebooks, tmp_path,
+                                                                                  monkeypatch):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('params_file = "params/demo.yaml"\nseed = 1', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from tmu_utils.notebooks import notebook_params\n"
+                                  "params = notebook_params(globals())\n"
+                                  "assert (params.seed, params.epochs, params.train_limit) == (5, 4, 600), params")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tiny_notebooks / "c.ipynb")
+    monkeypatch.setattr(notebooks, "NOTEBOOK_NAMES", ("c",))
+    run = make_params({"seed": 5, "epochs": 4, "train_limit": 600})
+    out = notebooks.run_notebooks(run, tmp_path / "run", {"epochs"})
+    assert load_params(out / "params.yaml").epochs == 4
+
+
+def test_an_unknown_override_fails_before_anything_runs(tiny_notebooks, tmp_path):
+    with pytest.raises(ParamsError, match="epoch"):
+        notebooks.run_notebooks(make_params({"epochs": 3}), tmp_path / "run", {"epoch"})
     assert not (tmp_path / "run").exists()

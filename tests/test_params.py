@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from tmu_utils.__main__ import main
 from tmu_utils.params import FIELD_DOCS, Params, ParamsError, load_params, make_params, params_hash
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
@@ -11,6 +12,16 @@ PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 def test_every_field_has_a_doc():
     assert set(FIELD_DOCS) == set(Params().to_dict())
     assert all(len(doc) > 10 for doc in FIELD_DOCS.values())
+
+
+@pytest.mark.parametrize("command", ["run", "population"])
+def test_help_lists_every_parameter_with_its_doc(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name, doc in FIELD_DOCS.items():
+        assert any(line.split()[:1] == [name] and doc in line for line in lines), name
 
 
 @pytest.mark.parametrize("path", sorted(PARAMS_DIR.glob("*.yaml")), ids=lambda p: p.name)

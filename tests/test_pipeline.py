@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmu_utils import pipeline
+from tmu_utils import generalization, pipeline, runs, scoring
 from tmu_utils.__main__ import main
 from tmu_utils.metrics import METRIC_KEYS
 from tmu_utils.params import UNLEARNING_METHODS, load_params
@@ -25,7 +25,7 @@ def cache_dir(tmp_path_factory):
 def smoke_run(cache_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     params = load_params(SMOKE, [f"cache_dir={cache_dir}", f"out_dir={out}"])
-    return pipeline.run(params), out
+    return runs.run(params), out
 
 
 def test_results_json_schema(smoke_run):
@@ -68,7 +68,7 @@ def test_original_and_both_gold_models_have_their_own_recorded_seeds(smoke_run, 
 
     monkeypatch.setattr(pipeline, "_train_from_scratch", record)
     ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
-    pipeline.references(ctx)
+    scoring.references(ctx)
     assert used == {"original M_o": seeds["original"], "gold M_g": seeds["gold"], "gold M_g'": seeds["gold2"]}
     # no role of any replica of a population shares a seed with another
     all_seeds = [s for r in range(pipeline.MAX_REPLICAS) for s in pipeline.model_seeds(0, r).values()]
@@ -100,7 +100,7 @@ def test_second_run_reuses_every_model(smoke_run, cache_dir, tmp_path, monkeypat
     monkeypatch.setattr(pipeline, "train_model", no_training)
     monkeypatch.setattr(pipeline, "twin_original", no_training)
     params = load_params(SMOKE, [f"cache_dir={cache_dir}", "methods=[original,retrain,tmu]", f"out_dir={tmp_path}"])
-    again = pipeline.run(params)
+    again = runs.run(params)
     assert again["timing"]["gold_s"] == smoke_run[0]["timing"]["gold_s"]  # measured once, stored with the model
 
 
@@ -112,7 +112,7 @@ def test_tmu_never_touches_the_gold_model(tmp_path, monkeypatch):
     params = load_params(SMOKE, [f"cache_dir={tmp_path}"])
     ctx = pipeline.prepare(params)
     original, _ = pipeline.original_model(ctx)
-    pred, timing = pipeline.tmu_predict_easy(ctx, original)
+    pred, timing = generalization.tmu_predict_easy(ctx, original)
     model, seconds = pipeline.unlearn(ctx, "tmu", original, pred.easy)
     assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built
     assert 0 < pred.easy.float().mean() < 1 and seconds > 0 and timing["tmu_one_off_s"] > 0
@@ -134,21 +134,24 @@ def test_cli_missing_data_names_every_place(tmp_path, monkeypatch, capsys):
     assert str(tmp_path / "data") in err and str(tmp_path / "home" / ".cache" / "tmu") in err
 
 
-def test_cli_run_executes_the_six_notebooks_on_smoke(tmp_path, capsys):
+def test_cli_run_executes_the_five_run_notebooks_on_smoke(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", str(SMOKE), "--out", str(out), "--set", f"cache_dir={tmp_path / 'cache'}"]) == 0
+    # scrub_alpha: declared by no notebook, it reaches 05 through the run's params.yaml
+    assert main(["run", str(SMOKE), "--out", str(out), "--set", f"cache_dir={tmp_path / 'cache'}",
+                 "--set", "scrub_alpha=0.5"]) == 0
     executed = sorted(p.name for p in out.glob("*.ipynb"))
     assert executed == ["01_original_and_gold.ipynb", "02_twin_problem.ipynb", "03_generalization_features.ipynb",
-                        "04_unlearning.ipynb", "05_evaluation.ipynb", "06_sweep_report.ipynb"]
+                        "04_unlearning.ipynb", "05_evaluation.ipynb"]
     results = json.loads((out / "results.json").read_text())
     assert results["complete"] and "| tmu |" in capsys.readouterr().out
+    assert results["params"]["scrub_alpha"] == 0.5 and results["params"]["train_limit"] == load_params(SMOKE).train_limit
 
 
 def test_class_scenario_treats_every_forget_sample_as_hard(tmp_path):
     params = load_params(SMOKE, [f"cache_dir={tmp_path}", "forget_scenario=class", "forget_class=2"])
     ctx = pipeline.prepare(params)
     original, _ = pipeline.original_model(ctx)
-    pred, _ = pipeline.tmu_predict_easy(ctx, original)
+    pred, _ = generalization.tmu_predict_easy(ctx, original)
     assert len(pred.easy) == len(ctx.splits.forget) and not pred.easy.any()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmu_utils import pipeline, tuning
+from tmu_utils import generalization, pipeline, tuning
 from tmu_utils.params import ParamsError, load_params, make_params
 from tmu_utils.training import predict
 from tmu_utils.unlearning import METHODS
@@ -137,7 +137,7 @@ def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "gold_model", forbidden)
     ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tuning=twin", "tune_budget=1"]))
     original, _ = pipeline.original_model(ctx)
-    pred, _ = pipeline.tmu_predict_easy(ctx, original)
+    pred, _ = generalization.tmu_predict_easy(ctx, original)
     tx, ty = ctx.subset("twin_forget")
     assert torch.equal(pred.reference_margins, true_class_margins(predict(original, tx, ctx.device), ty))
     records, _ = tuning.tune_methods(ctx, original, ["tmu_soft", "tmu_margin"])

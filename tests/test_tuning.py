@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmu_utils import pipeline, tuning
+from tmu_utils import generalization, pipeline, runs, tuning, tuning_grids
 from tmu_utils.__main__ import main
 from tmu_utils.metrics import Outputs
 from tmu_utils.params import TUNE_GRID_POINTS, UNLEARNING_METHODS, ParamsError, load_params, make_params
@@ -60,12 +60,12 @@ def test_the_real_unlearning_runs_with_the_chosen_knobs(twin_run, cache_dir, tmp
     fetch = pipeline.unlearned_outputs
 
     def spy(ctx, method, original, easy=None):
-        seen[method] = {k: getattr(ctx.params, k) for k in tuning.KNOBS[method]}
+        seen[method] = {k: getattr(ctx.params, k) for k in tuning_grids.KNOBS[method]}
         return fetch(ctx, method, original, easy)
 
     monkeypatch.setattr(pipeline, "unlearned_outputs", spy)
     params = load_params(SMOKE, ["tuning=twin", f"methods={METHODS}", f"cache_dir={cache_dir}", f"out_dir={tmp_path}"])
-    again = pipeline.evaluate(pipeline.prepare(params))
+    again = runs.evaluate(pipeline.prepare(params))
     assert seen == {m: twin_run["tuning"][m]["chosen"] for m in TUNED}
     for key in ("forget_acc", "activation_distance", "time_s"):  # fetched, not re-unlearned with other knobs
         assert again["methods"]["tmu"][key] == twin_run["methods"]["tmu"][key]
@@ -88,8 +88,8 @@ def test_tuning_and_unlearning_never_touch_the_gold_model(tmp_path, monkeypatch)
     monkeypatch.setattr(pipeline, "gold_model", forbidden)
     ctx = smoke_context(tmp_path, "tune_budget=2")
     original, _ = pipeline.original_model(ctx)
-    pred, _ = pipeline.tmu_predict_easy(ctx, original)
-    tunable = [m for m in UNLEARNING_METHODS if m in tuning.KNOBS]
+    pred, _ = generalization.tmu_predict_easy(ctx, original)
+    tunable = [m for m in UNLEARNING_METHODS if m in tuning_grids.KNOBS]
     records, _ = tuning.tune_methods(ctx, original, tunable)
     assert list(records) == tunable and all(len(r["grid"]) == 2 for r in records.values())
     for method in ("tmu", "finetune", "scrub"):  # the real unlearning, with the chosen knobs
@@ -152,37 +152,37 @@ def test_tmu_is_handed_the_out_of_fold_split_and_only_the_oracle_the_labels(twin
 
 
 def test_grids_give_every_method_the_same_number_of_distinct_points():
-    for method in tuning.KNOBS:
+    for method in tuning_grids.KNOBS:
         for budget in (1, 8, TUNE_GRID_POINTS):
             params = make_params({"tune_budget": budget})
-            points = tuning.grid_points(method, params)
+            points = tuning_grids.grid_points(method, params)
             assert len({json.dumps(p, sort_keys=True) for p in points}) == budget
-            assert points == tuning.grid_points(method, params)  # deterministic
+            assert points == tuning_grids.grid_points(method, params)  # deterministic
     # on a 4 x 4 grid, 8 points take each value of each knob twice
-    points = tuning.grid_points("tmu", make_params({}))
+    points = tuning_grids.grid_points("tmu", make_params({}))
     assert sorted(p["unlearn_lr"] for p in points) == sorted([0.002, 0.005, 0.01, 0.02] * 2)  # 0.4-4x of 0.005
     assert sorted(p["hard_repeat"] for p in points) == sorted([1, 2, 4, 8] * 2)
-    assert set(tuning.KNOBS) | set(tuning.NO_KNOBS) == set(UNLEARNING_METHODS)
+    assert set(tuning_grids.KNOBS) | set(tuning_grids.NO_KNOBS) == set(UNLEARNING_METHODS)
 
 
 def test_learning_rate_grids_follow_the_params_file():
-    points = tuning.grid_points("finetune", make_params({"unlearn_lr": 0.05, "tune_budget": 16}))
+    points = tuning_grids.grid_points("finetune", make_params({"unlearn_lr": 0.05, "tune_budget": 16}))
     assert sorted({p["unlearn_lr"] for p in points}) == [0.02, 0.05, 0.1, 0.2]
     assert sorted({p["unlearn_epochs"] for p in points}) == [1, 2, 3, 5]  # absolute
-    neggrad = [p["neggrad_lr"] for p in tuning.grid_points("neggrad", make_params({"tune_budget": 16}))]
+    neggrad = [p["neggrad_lr"] for p in tuning_grids.grid_points("neggrad", make_params({"tune_budget": 16}))]
     assert min(neggrad) < 1.5e-4 / 7 and max(neggrad) > 1.5e-4 * 20  # both sides of the default
 
 
 def test_an_unknown_knob_in_a_grid_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(tuning.KNOBS, "finetune", {"unlearn_rate": (0.01, 0.02, 0.03, 0.04),
+    monkeypatch.setitem(tuning_grids.KNOBS, "finetune", {"unlearn_rate": (0.01, 0.02, 0.03, 0.04),
                                                    "unlearn_epochs": (1, 2, 3, 5)})
     with pytest.raises(ValueError, match="method 'finetune' names 'unlearn_rate', which is not a parameter"):
-        tuning.grid_points("finetune", make_params({}))
+        tuning_grids.grid_points("finetune", make_params({}))
     with pytest.raises(ValueError, match="'finetune'.*'unlearn_rate'"):
-        tuning.check_grids()
-    monkeypatch.delitem(tuning.KNOBS, "finetune")
+        tuning_grids.check_grids()
+    monkeypatch.delitem(tuning_grids.KNOBS, "finetune")
     with pytest.raises(ValueError, match=r"\['finetune'\] declare no tuning grid"):
-        tuning.check_grids()
+        tuning_grids.check_grids()
 
 
 @pytest.mark.parametrize("budget", [0, -1, TUNE_GRID_POINTS + 1])
@@ -208,14 +208,6 @@ def test_the_score_rewards_matching_the_gold_model():
     # the forget set destroyed: a lower score still
     wrong = dataclasses.replace(gold, forget=-gold.forget)
     assert tuning.alignment_score(wrong, gold, labels)[0] < score
-
-
-def test_the_notebooks_that_evaluate_declare_the_tuning_parameters():
-    from tmu_utils import notebooks
-
-    for name in ("05_evaluation", "06_sweep_report"):  # both call pipeline.evaluate
-        declared = notebooks.declared_parameters(notebooks.NOTEBOOK_DIR / f"{name}.ipynb")
-        assert {"tuning", "tune_budget"} <= set(declared), name
 
 
 @pytest.fixture(scope="module")

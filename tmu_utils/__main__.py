@@ -7,14 +7,23 @@ import sys
 from pathlib import Path
 
 from .executors import SubmissionError, add_executor_arguments, slurm_options
-from .params import ParamsError, load_params
+from .params import FIELD_DOCS, Params, ParamsError, load_params
+
+
+def parameters_help() -> str:
+    """Every parameter `--set` accepts, with its default and one-line doc (from params.py's comments)."""
+    defaults = Params().to_dict()
+    width = max(map(len, FIELD_DOCS))
+    lines = [f"  {name:<{width}}  {FIELD_DOCS[name]} (default {defaults[name]!r})" for name in FIELD_DOCS]
+    return "parameters (a params file's keys, or --set KEY=VALUE):\n" + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen command; return the exit status."""
     parser = argparse.ArgumentParser(prog="python -m tmu_utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="run TMU, its variants and the baselines; print the results table")
+    run_p = sub.add_parser("run", help="run TMU, its variants and the baselines; print the results table",
+                           epilog=parameters_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     run_p.add_argument("params", help="a params YAML file, e.g. params/default.yaml")
     run_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one parameter (repeatable)")
@@ -27,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep_p.add_argument("--out", required=True, help="output folder: one sub-folder per run, plus summary.*")
     add_executor_arguments(sweep_p)
     sweep_p.add_argument("--direct", action="store_true", help="runs skip the notebooks (faster, no executed copies)")
-    pop_p = sub.add_parser("population", help="KLoM and U-LiRA over N originals, 2N retrains and every method")
+    pop_p = sub.add_parser("population", help="KLoM and U-LiRA over N originals, 2N retrains and every method",
+                           epilog=parameters_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     pop_p.add_argument("params", help="a params YAML file, e.g. params/demo_population.yaml")
     pop_p.add_argument("--models", type=int, required=True, metavar="N", help="originals (and retrains per half)")
     pop_p.add_argument("--out", required=True, help="output folder: population.json, population.md, figures/")
@@ -55,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from .data import DatasetNotFoundError, load_dataset
-    from .pipeline import run, run_dir
+    from .runs import run, run_dir
     from .report import predictor_table, results_table
 
     try:
@@ -105,6 +115,10 @@ def _sweep_command(args: argparse.Namespace) -> int:
         return 2
     summary = summarize(runs, args.out)
     print(f"\n{summary.read_text()}\nwritten to {summary} and {summary.with_suffix('.csv')}")
+    if not args.direct and any(run.done for run in runs):  # the sweep's report, once, over its finished runs
+        from .notebooks import run_sweep_report
+
+        print(f"report: {run_sweep_report(Path(args.out))}")
     for label, messages in failures.items():
         for message in messages:
             print(f"failed: {label}: {message}", file=sys.stderr)

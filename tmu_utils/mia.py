@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
 
 _EPS = 1e-8
 
@@ -21,14 +18,6 @@ def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """
     loss = F.cross_entropy(logits.float(), labels.to(logits.device).long(), reduction="none")
     return torch.nan_to_num(loss, nan=1e4, posinf=1e4)
-
-
-@dataclass
-class MIAResult:
-    """member_rate on the forget set, and balanced accuracy of the attack on its own train data."""
-
-    member_rate: float
-    attack_accuracy: float
 
 
 def _as_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -63,8 +52,9 @@ def loss_attack(
     forget_loss: torch.Tensor | np.ndarray,
     seed: int = 0,
     max_per_side: int = 5000,
-) -> MIAResult:
-    """Fit a balanced logistic-regression MIA (retain=member=1 vs test=0) and score the forget set."""
+) -> float:
+    """Fit a balanced logistic-regression MIA (retain=member=1 vs test=0); return its member rate on the
+    forget set: the share of forget samples it calls member (NaN for an empty forget set)."""
     retain, test, forget = _as_numpy(retain_loss), _as_numpy(test_loss), _as_numpy(forget_loss)
     if len(retain) == 0 or len(test) == 0:
         raise ValueError("loss_attack needs at least one retain and one test sample")
@@ -79,10 +69,9 @@ def loss_attack(
     y = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
     clf = LogisticRegression(random_state=seed)
     clf.fit(x, y)
-    attack_accuracy = float(balanced_accuracy_score(y, clf.predict(x)))
-
-    member_rate = float("nan") if len(forget) == 0 else float(np.mean(clf.predict(_feature(forget)) == 1))
-    return MIAResult(member_rate=member_rate, attack_accuracy=attack_accuracy)
+    if len(forget) == 0:
+        return float("nan")
+    return float(np.mean(clf.predict(_feature(forget)) == 1))
 
 
 def mia_gap(rate_u: float, rate_g: float) -> float:

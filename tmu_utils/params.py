@@ -24,7 +24,7 @@ UNLEARNING_METHODS = (
     "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_soft", "tmu_margin",
     "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse",
 )
-TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning.py): tune_budget's ceiling
+TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning_grids.py): tune_budget's ceiling
 
 
 class ParamsError(ValueError):
@@ -123,8 +123,6 @@ class Params:
         return dataclasses.asdict(self)
 
 
-FIELD_DOCS: dict[str, str] = {}  # filled from the source comments below, for --help and notebooks
-
 _CHOICES = {
     "dataset": ("fashion_mnist", "mnist", "cifar10", "cifar100", "cifar20", "imagefolder"),
     "forget_scenario": FORGET_SCENARIOS,
@@ -160,7 +158,7 @@ def _field_docs() -> dict[str, str]:
     return docs
 
 
-FIELD_DOCS.update(_field_docs())
+FIELD_DOCS: dict[str, str] = _field_docs()  # each field's one-line doc, shown by --help
 FIELD_TYPES: dict[str, type] = {f.name: typing.get_type_hints(Params)[f.name] for f in dataclasses.fields(Params)}
 
 

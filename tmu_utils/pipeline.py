@@ -1,43 +1,34 @@
-"""The stages of one run (docs/design.md's data flow) as cached functions, and `run(params) -> results`.
+"""The stages of one run (docs/design.md's data flow) as cached functions.
 
 Each expensive artefact is keyed by exactly the parameters that determine it, so a sweep that only
 changes unlearning parameters reuses M_o, M_g, M_t, M_c and the features, and an interrupted run
-resumes where it stopped. The gold models are used only by `evaluate`: the method itself
-(`tmu_predict_easy`, `unlearn`) never receives them.
+resumes where it stopped. The gold models are only trained here; they are read by scoring.py, and
+the method itself (`tmu_predict_easy`, `unlearn`) never receives them. runs.py scores a whole run.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from . import features as feats
 from .cache import Cache, default_cache_dir
 from .data import Dataset, load_dataset
-from .metrics import Outputs, alignment_metrics
-from .mia import loss_attack, mia_gap, per_sample_loss
+from .metrics import Outputs
 from .models import build_model
 from .params import Params, params_hash
-from .predictor import cross_validated_accuracy, fit_predictor, predict_easy, predict_proba, quality_report
 from .splits import Splits, make_splits
-from .training import (TrainConfig, predict, progress_enabled, resolve_device, seed_everything, set_deterministic,
-                       train_model)
+from .training import TrainConfig, predict, resolve_device, seed_everything, set_deterministic, train_model
 from .twin import MatchTarget, generalization_labels, twin_original, twin_training_set
 from .twin import accuracy as twin_accuracy
 from .unlearning import METHODS, UnlearnTask
-from .unlearning.common import true_class_margins
 from .unlearning.tmu_targets import target_variant
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_limit", "test_limit")
 MEMBER_FIELDS = DATA_FIELDS + ("member_fraction", "seed")
 FORGET_FIELDS = MEMBER_FIELDS + ("forget_scenario", "forget_fraction", "forget_class")
@@ -235,61 +226,6 @@ def generalization_features(ctx: Context, original: nn.Module, twin: nn.Module,
     return ctx.cache.get_or_build("features", ctx.key(FEATURE_FIELDS), build)
 
 
-@dataclass
-class PredictorOutput:
-    """The predictor's view of the forget set, and what it learnt from the twin problem."""
-
-    proba: torch.Tensor  # P(easy) per forget sample
-    easy: torch.Tensor  # bool: predicted generalization label per forget sample
-    threshold: float
-    twin_easy_rate: float
-    twin_cv_accuracy: float
-    seconds: float
-    # M_o's margins on D_tf, which M_o never saw as a retrain never sees D_f: the margin target's
-    # reference (None in the class scenario, which has no twin problem)
-    reference_margins: torch.Tensor | None = None
-
-
-def predict_generalization(ctx: Context, raw: dict) -> PredictorOutput:
-    """Fit the MLP on the twin features and labels, and label the forget set easy or hard."""
-    p = ctx.params
-    start = time.perf_counter()
-    x_twin, x_forget = feats.feature_matrix(raw["twin"], raw["forget"], p.features, p.feature_scaling)
-    g = raw["twin_labels"]
-    model = fit_predictor(x_twin, g, p.predictor_epochs, p.predictor_lr, ctx.seeds["unlearning"])
-    proba = predict_proba(model, x_forget)
-    twin_easy_rate = g.float().mean().item()
-    easy, threshold = predict_easy(proba, p.threshold, twin_easy_rate)
-    seconds = time.perf_counter() - start  # the CV below is a report, not part of the method's cost
-    cv = cross_validated_accuracy(x_twin, g, p.cv_folds, p.predictor_epochs, p.predictor_lr, ctx.seeds["unlearning"])
-    return PredictorOutput(proba, easy, threshold, twin_easy_rate, cv, seconds)
-
-
-def tmu_predict_easy(ctx: Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
-    """TMU's one-off preparation, without the gold model: twin, curriculum, features, predictor."""
-    if ctx.params.forget_scenario == "class":
-        # Without any member of its class the gold model gets (almost) none of D_f right,
-        # so every sample is hard and TMU relabels all of D_f. The twin problem could not say so
-        # (M_o saw the class, so it gets most of D_tf right), and DF has no same-class bank.
-        n = len(ctx.splits.forget)
-        nothing_easy = PredictorOutput(torch.zeros(n), torch.zeros(n, dtype=torch.bool), float("inf"),
-                                       float("nan"), float("nan"), 0.0)
-        return nothing_easy, {"twin_s": 0.0, "curriculum_s": 0.0, "features_s": 0.0, "predictor_s": 0.0,
-                              "tmu_one_off_s": 0.0}
-    twin, twin_meta = twin_model(ctx, original)
-    curriculum, cur_meta = curriculum_model(ctx)
-    raw, feat_meta = generalization_features(ctx, original, twin, curriculum)
-    pred = predict_generalization(ctx, raw)
-    start = time.perf_counter()
-    tx, ty = ctx.subset("twin_forget")
-    pred.reference_margins = true_class_margins(predict(original, tx, ctx.device), ty)
-    pred.seconds += time.perf_counter() - start
-    timing = {"twin_s": twin_meta["seconds"], "curriculum_s": cur_meta["seconds"],
-              "features_s": feat_meta["seconds"], "predictor_s": pred.seconds}
-    timing["tmu_one_off_s"] = sum(timing.values())
-    return pred, timing
-
-
 def unlearn(ctx: Context, method: str, original: nn.Module, easy: torch.Tensor | None = None, *,
             easy_proba: torch.Tensor | None = None,
             reference_margins: torch.Tensor | None = None) -> tuple[nn.Module, float]:
@@ -359,80 +295,6 @@ def unlearned_outputs(ctx: Context, method: str, original: nn.Module, easy: torc
     return Outputs(payload["forget"], payload["retain"], payload["test"]), meta["seconds"]
 
 
-def score(ctx: Context, u: Outputs, g: Outputs, gold_member_rate: float) -> dict[str, float]:
-    """Every per-method metric except timing; `mia_gap` is relative to the gold model's member rate
-    (`gold_member_rate`, from `member_rate(ctx, g)`)."""
-    labels = {s: ctx.subset(s)[1] for s in ("forget", "retain", "test")}
-    metrics = alignment_metrics(u, g, labels)
-    metrics["mia_member_rate"] = member_rate(ctx, u)
-    metrics["mia_gap"] = mia_gap(metrics["mia_member_rate"], gold_member_rate)
-    return metrics
-
-
-def member_rate(ctx: Context, outputs: Outputs) -> float:
-    """The membership-inference attack's member rate on D_f for one model's outputs."""
-    labels = {s: ctx.subset(s)[1] for s in ("forget", "retain", "test")}
-    return loss_attack(per_sample_loss(outputs.retain, labels["retain"]), per_sample_loss(outputs.test, labels["test"]),
-                       per_sample_loss(outputs.forget, labels["forget"]), seed=ctx.params.seed,
-                       max_per_side=ctx.params.mia_max_per_side).member_rate
-
-
-def environment(device: torch.device) -> dict[str, str]:
-    """The `env` block of results.json."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        sha = "unknown"
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-    return {"torch": torch.__version__, "device": name, "device_type": device.type, "git_sha": sha}
-
-
-def run_dir(params: Params) -> Path:
-    """`out_dir` if given, else runs/<name>/<seed>/ under the repository."""
-    return Path(params.out_dir) if params.out_dir else REPO_ROOT / "runs" / params.name / str(params.seed)
-
-
-@dataclass
-class References:
-    """The models every evaluation compares against, and what the gold model says about D_f."""
-
-    original: nn.Module
-    gold_outputs: Outputs
-    gold2_outputs: Outputs
-    true_easy: torch.Tensor  # bool per D_f sample: the gold model classifies it correctly
-    timing: dict[str, float]
-
-
-def references(ctx: Context) -> References:
-    """M_o, M_g and M_g' (trained or fetched) and the gold generalization labels of D_f."""
-    original, o_meta = original_model(ctx)
-    gold, g_meta = gold_model(ctx, 0)
-    gold2, g2_meta = gold_model(ctx, 1)
-    gold_out = model_outputs(ctx, gold)
-    true_easy = gold_out.forget.argmax(1) == ctx.subset("forget")[1]
-    timing = {"original_s": o_meta["seconds"], "gold_s": g_meta["seconds"], "gold2_s": g2_meta["seconds"]}
-    return References(original, gold_out, model_outputs(ctx, gold2), true_easy, timing)
-
-
-def method_outputs(ctx: Context, refs: References, method: str,
-                   pred: PredictorOutput | None = None) -> tuple[Outputs, float]:
-    """Outputs and unlearning time of one method; TMU variants get their easy/hard split here."""
-    if method in TWIN_METHODS and pred is None:
-        raise ValueError(f"method {method!r} needs the predictor's output (pred)")
-    if ctx.params.tuning == "twin":  # with the knobs chosen on the twin problem (cached: tuned once)
-        from .tuning import tune_methods, tuned_context
-
-        ctx = tuned_context(ctx, tune_methods(ctx, refs.original, [method])[0].get(method))
-    easy = {"tmu": lambda: pred.easy, "tmu_random_rank": lambda: random_rank(ctx, pred.easy),
-            "tmu_oracle": lambda: refs.true_easy, "tmu_all_hard": lambda: torch.zeros_like(refs.true_easy),
-            "tmu_soft": lambda: pred.easy, "tmu_margin": lambda: pred.easy}
-    target_inputs = {}
-    if target_variant(method, ctx.params.tmu_target) != "hard":  # soft and margin read P(easy) and the reference
-        target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
-    return unlearned_outputs(ctx, method, refs.original, easy[method]() if method in easy else None, **target_inputs)
-
-
 # The TMU variants that depend on the twin problem's output, so pay its one-off cost.
 TWIN_METHODS = ("tmu", "tmu_random_rank", "tmu_soft", "tmu_margin")
 
@@ -447,84 +309,3 @@ def random_rank(ctx: Context, easy: torch.Tensor) -> torch.Tensor:
     random_easy = torch.zeros_like(easy, dtype=torch.bool)
     random_easy[chosen] = True
     return random_easy
-
-
-def evaluate(ctx: Context) -> dict:
-    """Every stage and every method in `params.methods`, scored against the gold model (docs/method.md).
-
-    results.json is rewritten after each method, so an interrupted run keeps what it measured.
-    """
-    params = ctx.params
-    out_dir = run_dir(params)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(ctx.splits.to_dict(), out_dir / "splits.pt")
-    results: dict[str, Any] = {"params": params.to_dict(), "params_hash": params_hash(params, params.to_dict()),
-                               "env": environment(ctx.device), "splits": ctx.splits.sizes(),
-                               "seeds": {"splits": params.seed, "original": ctx.seeds["original"],
-                                         "gold": ctx.seeds["gold"], "gold2": ctx.seeds["gold2"]},
-                               "complete": False}
-    refs = references(ctx)
-    results["timing"] = dict(refs.timing)
-    gold_rate = member_rate(ctx, refs.gold_outputs)
-    gold_metrics = score(ctx, refs.gold_outputs, refs.gold_outputs, gold_rate)
-    floor = score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate)
-    floor.update(time_s=refs.timing["gold2_s"], rte=refs.timing["gold_s"] / refs.timing["gold2_s"])
-    floor["rte_with_one_off"] = floor["rte"]
-    results["noise_floor"] = floor
-
-    pred = None
-    if any(m in TWIN_METHODS for m in params.methods):
-        pred, tmu_timing = tmu_predict_easy(ctx, refs.original)
-        results["timing"].update(tmu_timing)
-        results["predictor"] = quality_report(pred.proba, pred.easy, refs.true_easy, pred.twin_easy_rate,
-                                              pred.twin_cv_accuracy)
-        results["predictor"]["threshold"] = pred.threshold
-        if params.forget_scenario == "class":
-            results["predictor"]["note"] = ("class scenario: every forget sample is treated as hard, so TMU "
-                                            "relabels all of D_f without a twin problem or predictor")
-
-    if params.tuning == "twin":  # each method's knobs, chosen on the twin problem (docs/tuning.md)
-        from .tuning import tune_methods
-
-        results["tuning"], results["timing"]["tuning_shared_s"] = tune_methods(ctx, refs.original, params.methods)
-        write_results(out_dir, results)
-
-    results["methods"] = {}
-    bar = tqdm(params.methods, desc="methods", disable=not progress_enabled(params.progress), leave=False)
-    for method in bar:
-        bar.set_postfix_str(method)
-        if method == "original":
-            metrics = score(ctx, model_outputs(ctx, refs.original), refs.gold_outputs, gold_rate)
-            metrics.update(time_s=0.0, rte=None, rte_with_one_off=None)
-        elif method == "retrain":
-            metrics = dict(gold_metrics, time_s=refs.timing["gold_s"], rte=1.0, rte_with_one_off=1.0)
-        else:
-            outputs, seconds = method_outputs(ctx, refs, method, pred)
-            metrics = score(ctx, outputs, refs.gold_outputs, gold_rate)
-            # The twin-based variants also pay for M_t, M_c, the features and the predictor.
-            one_off = results["timing"].get("tmu_one_off_s", 0.0) if method in TWIN_METHODS else 0.0
-            metrics.update(time_s=seconds, rte=refs.timing["gold_s"] / seconds,
-                           rte_with_one_off=refs.timing["gold_s"] / (seconds + one_off))
-        results["methods"][method] = metrics
-        write_results(out_dir, results)
-    results["complete"] = True
-    write_results(out_dir, results)
-    return results
-
-
-def write_results(out_dir: Path, results: dict) -> Path:
-    """Write results.json atomically."""
-    path = Path(out_dir) / "results.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2, allow_nan=True))
-    tmp.replace(path)
-    return path
-
-
-def run(params: Params) -> dict:
-    """The whole pipeline in this process: results.json and the standard figures in run_dir(params)."""
-    from . import plots
-
-    results = evaluate(prepare(params))
-    plots.save_run_figures(results, run_dir(params) / "figures")
-    return results

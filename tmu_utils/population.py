@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import pipeline
+from . import generalization, pipeline, runs, scoring
 from .executors import Job, SlurmOptions, python_command, run_commands
 from .params import Params, ParamsError
 from .population_metrics import klom, margins, sturges_bins, summarize, ulira
@@ -86,30 +86,30 @@ def build_replica(ctx: pipeline.Context, methods: list[str], subsets: dict[str, 
                          ("retrain_b", lambda: pipeline.gold_model(ctx, 1))):
         out.seconds[f"{label}_{r}"] = build()[1]["seconds"]
         step(label)
-    refs = pipeline.references(ctx)
+    refs = scoring.references(ctx)
     labels = {s: ctx.subset(s)[1] for s in SETS}
 
     def keep(name: str, outputs) -> None:
         out.margins[name] = {s: margins(getattr(outputs, s)[subsets[s]], labels[s][subsets[s]]).astype(np.float32)
                              for s in SETS}
 
-    gold_rate = pipeline.member_rate(ctx, refs.gold_outputs)
+    gold_rate = scoring.member_rate(ctx, refs.gold_outputs)
     keep("retrain_a", refs.gold_outputs)
     keep("retrain_b", refs.gold2_outputs)
-    out.metrics["floor"] = dict(pipeline.score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate),
+    out.metrics["floor"] = dict(scoring.score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate),
                                 time_s=refs.timing["gold2_s"])
     pred = None
     if any(m in pipeline.TWIN_METHODS for m in methods):
-        pred, timing = pipeline.tmu_predict_easy(ctx, refs.original)
+        pred, timing = generalization.tmu_predict_easy(ctx, refs.original)
         out.seconds[f"tmu_one_off_{r}"] = timing["tmu_one_off_s"]
         step("twin")
     for method in methods:
         if method == "original":
             outputs, seconds = pipeline.model_outputs(ctx, refs.original), 0.0
         else:
-            outputs, seconds = pipeline.method_outputs(ctx, refs, method, pred)
+            outputs, seconds = scoring.method_outputs(ctx, refs, method, pred)
         keep(method, outputs)
-        out.metrics[method] = dict(pipeline.score(ctx, outputs, refs.gold_outputs, gold_rate), time_s=seconds)
+        out.metrics[method] = dict(scoring.score(ctx, outputs, refs.gold_outputs, gold_rate), time_s=seconds)
         step(method)
     return out
 
@@ -186,7 +186,7 @@ def assemble(ctx: pipeline.Context, replicas: list[Replica], methods: list[str],
     floor, floor_samples = _distributional(replicas, "retrain_b", bins)
     floor.update(_per_run(replicas, "floor"))
     result = {"params": ctx.params.to_dict(), "n_models": n, "seeds": population_seeds(ctx, n),
-              "env": pipeline.environment(ctx.device),
+              "env": runs.environment(ctx.device),
               "evaluation": {"sets": {s: len(v) for s, v in subsets.items()}, "klom_bins": bins,
                              "klom_smoothing": "add-1/2 per bin", "margin_clip": 100.0,
                              "ulira": "per-sample Gaussians, one model held out of each side"},

@@ -1,7 +1,9 @@
-"""Tables of results: one run's method table, printed by the CLI and shown by the notebooks."""
+"""Tables of results: one markdown table helper and the labels every table uses, for the CLI, the
+notebooks and the sweep summary."""
 from __future__ import annotations
 
 import math
+from typing import Any, Iterable, Sequence
 
 # (results key, column header, scale, decimals): accuracies and gaps are stored as fractions
 TABLE_COLUMNS = (
@@ -12,38 +14,51 @@ TABLE_COLUMNS = (
     ("tow", "ToW", 1, 3), ("time_s", "time s", 1, 1), ("rte", "RTE", 1, 1),
     ("rte_with_one_off", "RTE+one-off", 1, 1),
 )
+COLUMNS = {key: (label, scale, decimals) for key, label, scale, decimals in TABLE_COLUMNS}
+# The rows that are not a method's name in results.json
+NOISE_FLOOR_LABEL = "noise floor (M_g')"
 
 
-def _cell(value, scale: float, decimals: int) -> str:
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A markdown table: the header, then one line per row, each cell as `str(cell)`."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(key: str, value: Any, ci: float | None = None) -> str:
+    """`value` (and a ± `ci`) of metric `key` in its table unit and precision; – when missing."""
+    _, scale, decimals = COLUMNS.get(key, (key, 1, 3))
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{value * scale:.{decimals}f}"
+    text = f"{value * scale:.{decimals}f}"
+    return text if ci is None or math.isnan(ci) else f"{text} ± {ci * scale:.{decimals}f}"
+
+
+def label(key: str) -> str:
+    """The column header of metric `key`."""
+    return COLUMNS[key][0] if key in COLUMNS else key
 
 
 def results_rows(results: dict) -> list[tuple[str, dict]]:
     """(label, metrics) rows: every method, then the retrain noise floor (M_g' vs M_g)."""
     rows = list(results["methods"].items())
     if "noise_floor" in results:
-        rows.append(("noise floor (M_g')", results["noise_floor"]))
+        rows.append((NOISE_FLOOR_LABEL, results["noise_floor"]))
     return rows
 
 
 def results_table(results: dict) -> str:
     """A markdown table of every method's key metrics, next to the noise floor."""
-    header = "| method | " + " | ".join(c[1] for c in TABLE_COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 1)]
-    for label, m in results_rows(results):
-        lines.append(f"| {label} | " + " | ".join(_cell(m.get(k), s, d) for k, _, s, d in TABLE_COLUMNS) + " |")
-    return "\n".join(lines)
+    return markdown_table(["method", *(label(key) for key in COLUMNS)],
+                          [[name, *(fmt(key, m.get(key)) for key in COLUMNS)] for name, m in results_rows(results)])
 
 
 def predictor_table(predictor: dict) -> str:
     """The generalization-label predictor's quality against the gold model's labels."""
     keys = ("twin_easy_rate", "true_easy_rate", "predicted_easy_rate", "accuracy", "balanced_accuracy", "auc",
             "twin_cv_accuracy")
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines.append("| " + " | ".join(_cell(predictor.get(k), 1, 3) for k in keys) + " |")
-    return "\n".join(lines)
+    return markdown_table(keys, [[fmt(k, predictor.get(k)) for k in keys]])
 
 
 def population_table(population: dict) -> str:
@@ -54,21 +69,18 @@ def population_table(population: dict) -> str:
              "KLoM: p95 over samples [bootstrap 95 % CI], lower is better. U-LiRA on D_f: balanced accuracy "
              "and TPR at 1 % FPR, 50 % and 1 % mean indistinguishable from retraining. Δ forget and ToW: "
              "each unlearned model against retrain A's model of the same index, mean ± 95 % CI over replicas.",
-             "", "| method | forget % | KLoM p95 forget | KLoM p95 retain | KLoM p95 test | U-LiRA bal. acc % "
-             "| TPR@1%FPR % | Δ forget pp | ToW |", "|---|---|---|---|---|---|---|---|---|"]
-    rows = {"floor (retrain B vs A)": population["floor"], **population["methods"]}
-    for name, row in rows.items():
+             ""]
+    header = ["method", label("forget_acc"), "KLoM p95 forget", "KLoM p95 retain", "KLoM p95 test",
+              "U-LiRA bal. acc %", "TPR@1%FPR %", label("delta_forget"), label("tow")]
+    rows = []
+    for name, row in {"floor (retrain B vs A)": population["floor"], **population["methods"]}.items():
         klom = [f"{row['klom'][s]['p95']:.3f} [{row['klom'][s]['p95_ci95'][0]:.3f}, {row['klom'][s]['p95_ci95'][1]:.3f}]"
                 for s in ("forget", "retain", "test")]
-        attack = row["ulira"]
-
-        def pm(key: str, scale: float, digits: int) -> str:
-            mean, ci = row[key]["mean"], row[key]["ci95"]
-            return f"{mean * scale:.{digits}f} ± {ci * scale:.{digits}f}"
-
-        lines.append(f"| {name} | {pm('forget_acc', 100, 2)} | " + " | ".join(klom) +
-                     f" | {100 * attack['balanced_accuracy']:.1f} | {100 * attack['tpr_at_1fpr']:.1f} | "
-                     f"{pm('delta_forget', 100, 2)} | {pm('tow', 1, 4)} |")
+        rows.append([name, fmt("forget_acc", row["forget_acc"]["mean"], row["forget_acc"]["ci95"]), *klom,
+                     f"{100 * row['ulira']['balanced_accuracy']:.1f}", f"{100 * row['ulira']['tpr_at_1fpr']:.1f}",
+                     fmt("delta_forget", row["delta_forget"]["mean"], row["delta_forget"]["ci95"]),
+                     fmt("tow", row["tow"]["mean"], row["tow"]["ci95"])])
+    lines.append(markdown_table(header, rows))
     evaluation = population["evaluation"]
     lines += ["", f"Samples compared: {evaluation['sets']}; KLoM with {evaluation['klom_bins']} bins, "
               f"{evaluation['klom_smoothing']}, margins clipped to ±{evaluation['margin_clip']:g}. "

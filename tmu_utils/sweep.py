@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from scipy import stats
 
+from . import report
 from .executors import Job, SlurmOptions, python_command, run_commands
 from .metrics import METRIC_KEYS
 from .params import ParamsError, load_params
@@ -111,8 +112,7 @@ def execute(base: Path, runs: list[SweepRun], jobs: int = 1, direct: bool = Fals
     commands = []
     for run in todo:
         # Absolute paths: a SLURM job may start in another folder than this process.
-        cmd = python_command("run", str(Path(base).resolve()), "--out", str(run.out.resolve()), "--quiet",
-                             "--set", f"sweep_dir={sweep_root}")  # so that 06_sweep_report summarises this sweep
+        cmd = python_command("run", str(Path(base).resolve()), "--out", str(run.out.resolve()), "--quiet")
         if direct:
             cmd.append("--direct")
         for o in run.overrides:
@@ -123,6 +123,17 @@ def execute(base: Path, runs: list[SweepRun], jobs: int = 1, direct: bool = Fals
         for message in by_job.get(f"{run.label} seed {run.seed}", []):
             failures.setdefault(run.label, []).append(f"seed {run.seed}: {message}")
     return failures
+
+
+def find_runs(folder: str | os.PathLike) -> list[SweepRun]:
+    """Every complete run below `folder`: `<folder>/<seed>/results.json` (labelled "base") or
+    `<folder>/<setting>/<seed>/results.json`, as a sweep writes them."""
+    folder = Path(folder)
+    found = []
+    for path in sorted(folder.glob("**/results.json")):
+        label = "/".join(path.parent.relative_to(folder).parts[:-1]) or "base"
+        found.append(SweepRun(label, json.loads(path.read_text())["params"]["seed"], [], path.parent))
+    return [run for run in found if run.done]
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -173,30 +184,29 @@ def summarize(runs: list[SweepRun], out: str | os.PathLike) -> Path:
             for key, values in metrics.items():
                 mean, ci = mean_ci(values)
                 writer.writerow([label, method, key, f"{mean:.6g}", f"{ci:.6g}", len(values)])
+    path = out / "summary.md"
+    path.write_text(summary_markdown(table))
+    return path
+
+
+def summary_markdown(table: dict[tuple[str, str], dict[str, list[float]]]) -> str:
+    """summary.md of `collect`'s table: per setting, each method's key metrics as mean ± 95 % CI."""
     lines = ["# Sweep summary", "", "Mean ± 95 % CI across seeds (Student t). Accuracies, gaps and "
              "agreement in percent (pp for gaps); AD and JS raw; time in seconds.", ""]
     for label in dict.fromkeys(label for label, _ in table):
-        lines += [f"## {label}", "", "| method | n | " + " | ".join(SUMMARY_METRICS) + " |",
-                  "|" + "---|" * (len(SUMMARY_METRICS) + 2)]
+        rows = []
         for (row_label, method), metrics in table.items():
             if row_label != label or method == "predictor":
                 continue
-            cells = []
-            for key in SUMMARY_METRICS:
-                mean, ci = mean_ci(metrics.get(key, []))
-                scale = 1 if key in ("tow", "activation_distance", "js_divergence", "time_s", "rte",
-                                     "rte_with_one_off") else 100
-                digits = 4 if key == "js_divergence" else 3 if key in ("activation_distance", "tow") else 2
-                cells.append("–" if math.isnan(mean) else f"{mean * scale:.{digits}f}" +
-                             ("" if math.isnan(ci) else f" ± {ci * scale:.{digits}f}"))
             n = max(len([v for v in vals if v is not None]) for vals in metrics.values())
-            lines.append(f"| {method} | {n} | " + " | ".join(cells) + " |")
+            name = report.NOISE_FLOOR_LABEL if method == "noise_floor" else method
+            rows.append([name, n, *(report.fmt(key, *mean_ci(metrics.get(key, []))) for key in SUMMARY_METRICS)])
+        lines += [f"## {label}", "",
+                  report.markdown_table(["method", "n", *(report.label(key) for key in SUMMARY_METRICS)], rows)]
         if (label, "predictor") in table:
             pred = table[(label, "predictor")]
             parts = [f"{k} {mean_ci(pred[k])[0]:.3f}" for k in ("auc", "accuracy", "twin_easy_rate",
                                                                  "true_easy_rate") if k in pred]
             lines += ["", "Predictor: " + ", ".join(parts)]
         lines.append("")
-    path = out / "summary.md"
-    path.write_text("\n".join(lines))
-    return path
+    return "\n".join(lines)

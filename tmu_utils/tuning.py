@@ -3,8 +3,8 @@
 The twin problem is an unlearning problem whose answer is known without the gold model: the
 original is M_t, the forget set D_tf, the retain set the members M, and its gold model is M_o,
 which never saw D_tf. Each method's knobs are chosen there, per run, on any data set:
-- every method gets the same number of grid points (`tune_budget`), taken from a declared
-  candidate grid of TUNE_GRID_POINTS points;
+- every method gets the same number of grid points (`tune_budget`), taken from its declared
+  candidate grid (tuning_grids.py);
 - every point is scored by one criterion, the same for every method (`alignment_score`);
 - TMU is handed the easy/hard split its predictor makes for samples it never trained on
   (out-of-fold), never the twin labels themselves; its soft and margin targets the out-of-fold
@@ -22,107 +22,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from scipy.stats import qmc
 from torch import nn
 
 from . import features as feats
 from . import pipeline
 from .metrics import Outputs, alignment_metrics
-from .params import FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, ParamsError, validate
+from .params import Params, validate
 from .predictor import fit_predictor, predict_easy, predict_proba
 from .training import predict, seed_everything
+from .tuning_grids import KNOBS, TUNED_AS, grid_points
 from .unlearning import METHODS, UnlearnTask
 from .unlearning.common import true_class_margins
 from .unlearning.tmu_targets import target_variant
 
-
-@dataclass(frozen=True)
-class Scaled:
-    """Candidate values of a learning rate as multiples of the run's own value of it: its right scale
-    depends on the data set, the model and the recipe, so the grid follows the params file."""
-
-    factors: tuple[float, ...]
-
-    def __len__(self) -> int:
-        return len(self.factors)
-
-    def resolve(self, value: float) -> tuple[float, ...]:
-        return tuple(float(f"{value * f:.3g}") for f in self.factors)
-
-
-# Learning rates bracket the configured value from 0.4x to 4x (NegGrad's from 1/8x to 22x, in steps
-# of sqrt(2): on the default data it moves from doing nothing to diverging within a factor of 3, and
-# where that edge lies depends on the data set). The other knobs' values are absolute.
-_LR = Scaled((0.4, 1.0, 2.0, 4.0))
-_TMU = {"unlearn_lr": _LR, "hard_repeat": (1, 2, 4, 8)}
-# Knob name (a Params field) -> candidate values, per method. Each grid is their product.
-KNOBS: dict[str, dict[str, tuple | Scaled]] = {
-    "tmu": _TMU,
-    "tmu_oracle": _TMU,
-    "tmu_all_hard": _TMU,
-    "tmu_random_rank": _TMU,
-    "tmu_soft": _TMU,
-    "tmu_margin": _TMU,
-    "finetune": {"unlearn_lr": _LR, "unlearn_epochs": (1, 2, 3, 5)},
-    "neggrad": {"neggrad_lr": Scaled(tuple(2 ** (k / 2) for k in range(-6, 10)))},
-    "neggrad_plus": {"unlearn_lr": _LR, "neggrad_plus_alpha": (0.1, 0.25, 0.5, 1.0)},
-    "random_label": {"unlearn_lr": _LR, "unlearn_epochs": (1, 2, 3, 5)},
-    "bad_teacher": {"unlearn_lr": _LR, "bad_teacher_temperature": (0.5, 1.0, 2.0, 4.0)},
-    # scrub_max_epochs 0 is the min-steps-only end of SCRUB's schedule: distillation on D_r alone.
-    "scrub": {"scrub_lr": Scaled((0.25, 0.5, 1.0, 2.5)), "scrub_max_epochs": (0, 1, 2, 3)},
-    "salun": {"unlearn_lr": _LR, "salun_sparsity": (0.1, 0.3, 0.5, 0.7)},
-    "l1_sparse": {"unlearn_lr": _LR, "l1_sparse_alpha": (1e-4, 2e-4, 5e-4, 1e-3)},
-}
-NO_KNOBS = ("original", "retrain")  # references, scored as they are
-# TMU's controls run at the knobs tuned for tmu itself, so that they differ from it only in which
-# forget samples count as easy (and cost no tuning of their own).
-TUNED_AS = {"tmu_oracle": "tmu", "tmu_all_hard": "tmu", "tmu_random_rank": "tmu"}
 # Members and test images each grid point is scored on (and all of D_tf): an accuracy's standard
 # error stays below 1.1 pp, the same images score every point, and scoring stays cheap.
 TWIN_EVAL_SAMPLES = 2000
-
-
-def check_grid(method: str, grid: dict[str, tuple]) -> None:
-    """Raise ValueError naming the method and the knob when `grid` is not a valid tuning grid."""
-    for knob, values in grid.items():
-        if knob not in FIELD_TYPES:
-            raise ValueError(f"tuning grid of method '{method}' names '{knob}', which is not a parameter")
-        if not values:
-            raise ValueError(f"tuning grid of method '{method}' gives knob '{knob}' no values")
-    if math.prod(len(v) for v in grid.values()) != TUNE_GRID_POINTS:
-        raise ValueError(f"tuning grid of method '{method}' must hold {TUNE_GRID_POINTS} points")
-
-
-def check_grids() -> None:
-    """Check every grid, and that every method declares one or has no knobs."""
-    for method, grid in KNOBS.items():
-        check_grid(method, grid)
-    undeclared = set(UNLEARNING_METHODS) - set(KNOBS) - set(NO_KNOBS)
-    if undeclared:
-        raise ValueError(f"method(s) {sorted(undeclared)} declare no tuning grid (add them to KNOBS or NO_KNOBS)")
-
-
-check_grids()
-
-
-def candidates(method: str, params: Params) -> dict[str, tuple]:
-    """`method`'s candidate values per knob, learning rates scaled to `params`' own values."""
-    return {k: v.resolve(getattr(params, k)) if isinstance(v, Scaled) else v for k, v in KNOBS[method].items()}
-
-
-def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
-    """`params.tune_budget` points of `method`'s candidate grid: the cells of the first points of the
-    unscrambled Sobol sequence. Each knob has a power-of-2 number of values (the grid holds 16 points),
-    so these cells are distinct, the choice is fixed, and each knob's values are covered evenly
-    (4 x 4 grid, budget 8: each value of each knob twice; 16 values, budget 8: every other one)."""
-    check_grid(method, KNOBS[method])
-    budget = params.tune_budget
-    if not 1 <= budget <= TUNE_GRID_POINTS:
-        raise ParamsError(f"parameter 'tune_budget' must lie in [1, {TUNE_GRID_POINTS}]; got {budget}")
-    values = candidates(method, params)
-    names = list(values)
-    sobol = qmc.Sobol(len(names), scramble=False).random_base2(TUNE_GRID_POINTS.bit_length() - 1)
-    return [{n: values[n][int(x * len(values[n]))] for n, x in zip(names, u)} for u in sobol[:budget]]
 
 
 def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:

@@ -1,0 +1,117 @@
+"""One run's folder: the environment it ran in, `evaluate(ctx)` scoring every method into
+results.json (docs/design.md gives the schema), and `run(params)` for the whole run in this process."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from . import pipeline
+from .generalization import tmu_predict_easy
+from .params import Params, params_hash
+from .predictor import quality_report
+from .scoring import member_rate, method_outputs, references, score
+from .training import progress_enabled
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """The `env` block of results.json."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        sha = "unknown"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return {"torch": torch.__version__, "device": name, "device_type": device.type, "git_sha": sha}
+
+
+def run_dir(params: Params) -> Path:
+    """`out_dir` if given, else runs/<name>/<seed>/ under the repository."""
+    return Path(params.out_dir) if params.out_dir else REPO_ROOT / "runs" / params.name / str(params.seed)
+
+
+def evaluate(ctx: pipeline.Context) -> dict:
+    """Every stage and every method in `params.methods`, scored against the gold model (docs/method.md).
+
+    results.json is rewritten after each method, so an interrupted run keeps what it measured.
+    """
+    params = ctx.params
+    out_dir = run_dir(params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(ctx.splits.to_dict(), out_dir / "splits.pt")
+    results: dict[str, Any] = {"params": params.to_dict(), "params_hash": params_hash(params, params.to_dict()),
+                               "env": environment(ctx.device), "splits": ctx.splits.sizes(),
+                               "seeds": {"splits": params.seed, "original": ctx.seeds["original"],
+                                         "gold": ctx.seeds["gold"], "gold2": ctx.seeds["gold2"]},
+                               "complete": False}
+    refs = references(ctx)
+    results["timing"] = dict(refs.timing)
+    gold_rate = member_rate(ctx, refs.gold_outputs)
+    gold_metrics = score(ctx, refs.gold_outputs, refs.gold_outputs, gold_rate)
+    floor = score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate)
+    floor.update(time_s=refs.timing["gold2_s"], rte=refs.timing["gold_s"] / refs.timing["gold2_s"])
+    floor["rte_with_one_off"] = floor["rte"]
+    results["noise_floor"] = floor
+
+    pred = None
+    if any(m in pipeline.TWIN_METHODS for m in params.methods):
+        pred, tmu_timing = tmu_predict_easy(ctx, refs.original)
+        results["timing"].update(tmu_timing)
+        results["predictor"] = quality_report(pred.proba, pred.easy, refs.true_easy, pred.twin_easy_rate,
+                                              pred.twin_cv_accuracy)
+        results["predictor"]["threshold"] = pred.threshold
+        if params.forget_scenario == "class":
+            results["predictor"]["note"] = ("class scenario: every forget sample is treated as hard, so TMU "
+                                            "relabels all of D_f without a twin problem or predictor")
+
+    if params.tuning == "twin":  # each method's knobs, chosen on the twin problem (docs/tuning.md)
+        from .tuning import tune_methods
+
+        results["tuning"], results["timing"]["tuning_shared_s"] = tune_methods(ctx, refs.original, params.methods)
+        write_results(out_dir, results)
+
+    results["methods"] = {}
+    bar = tqdm(params.methods, desc="methods", disable=not progress_enabled(params.progress), leave=False)
+    for method in bar:
+        bar.set_postfix_str(method)
+        if method == "original":
+            metrics = score(ctx, pipeline.model_outputs(ctx, refs.original), refs.gold_outputs, gold_rate)
+            metrics.update(time_s=0.0, rte=None, rte_with_one_off=None)
+        elif method == "retrain":
+            metrics = dict(gold_metrics, time_s=refs.timing["gold_s"], rte=1.0, rte_with_one_off=1.0)
+        else:
+            outputs, seconds = method_outputs(ctx, refs, method, pred)
+            metrics = score(ctx, outputs, refs.gold_outputs, gold_rate)
+            # The twin-based variants also pay for M_t, M_c, the features and the predictor.
+            one_off = results["timing"].get("tmu_one_off_s", 0.0) if method in pipeline.TWIN_METHODS else 0.0
+            metrics.update(time_s=seconds, rte=refs.timing["gold_s"] / seconds,
+                           rte_with_one_off=refs.timing["gold_s"] / (seconds + one_off))
+        results["methods"][method] = metrics
+        write_results(out_dir, results)
+    results["complete"] = True
+    write_results(out_dir, results)
+    return results
+
+
+def write_results(out_dir: Path, results: dict) -> Path:
+    """Write results.json atomically."""
+    path = Path(out_dir) / "results.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2, allow_nan=True))
+    tmp.replace(path)
+    return path
+
+
+def run(params: Params) -> dict:
+    """The whole pipeline in this process: results.json and the standard figures in run_dir(params)."""
+    from . import plots
+
+    results = evaluate(pipeline.prepare(params))
+    plots.save_run_figures(results, run_dir(params) / "figures")
+    return results
