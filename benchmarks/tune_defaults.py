@@ -29,7 +29,8 @@ def tune_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict]:
     ctx = pipeline.prepare(params)
     original, _ = pipeline.original_model(ctx)
     records, _ = tuning.tune_methods(ctx, original, params.methods)
-    return records
+    # the controls run at tmu's knobs (tuning_grids.TUNED_AS): no choice of their own to report
+    return {m: r for m, r in records.items() if "tuned_as" not in r}
 
 
 def medians(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:

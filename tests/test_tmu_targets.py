@@ -153,7 +153,7 @@ def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
 def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_margins(tmp_path, monkeypatch):
     ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tune_budget=1"]))
     original, _ = pipeline.original_model(ctx)
-    twin, _ = pipeline.twin_model(ctx, original)
+    twin, _ = tuning.tuning_twin(ctx, original)  # the twin problem's original (matched to M_o's memorisation)
     seen = []
     real_predict = tuning.predict
     monkeypatch.setattr(tuning, "predict", lambda model, *args: seen.append(model) or real_predict(model, *args))
@@ -172,7 +172,8 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
     real = tuning.METHODS["tmu_margin"]
     monkeypatch.setitem(tuning.METHODS, "tmu_margin", lambda task: handed.update(task=task) or real(task))
     tuning.tune_methods(ctx, original, ["tmu_margin"])
-    raw, _ = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])
+    predictor_twin, _ = pipeline.twin_model(ctx, original)
+    raw, _ = pipeline.generalization_features(ctx, original, predictor_twin, pipeline.curriculum_model(ctx)[0])
     easy, proba = tuning.out_of_fold_easy(ctx, raw)  # out of fold: never a fit on the sample's own label
     task = handed["task"]
     assert torch.equal(task.easy, easy) and torch.equal(task.easy_proba, proba)
