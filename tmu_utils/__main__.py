@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_p.add_argument("--direct", action="store_true", help="runs skip the notebooks (faster, no executed copies)")
     pop_p = sub.add_parser("population", help="KLoM and U-LiRA over N originals, 2N retrains and every method",
                            epilog=parameters_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    pop_p.add_argument("params", help="a params YAML file, e.g. params/demo_population.yaml")
+    pop_p.add_argument("params", help="a params YAML file, e.g. params/demo.yaml")
     pop_p.add_argument("--models", type=int, required=True, metavar="N", help="originals (and retrains per half)")
     pop_p.add_argument("--out", required=True, help="output folder: population.json, population.md, figures/")
     pop_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
