@@ -12,6 +12,8 @@ and records:
 - every method's twin-tuned knobs and its alignment with the gold model (Δforget, ToW, AD).
 The seeds default to the tuning seeds 100-102, which no table of this repository reports: the gold
 model is read here only to judge the twin, never to choose a knob. Writes <out>/<name>.json and .md.
+(`twin_match` now sets only the tuner's M_t, so the predictor rows no longer differ between the two;
+the committed record was measured when it set the predictor's too, and says so.)
 """
 from __future__ import annotations
 
