@@ -269,3 +269,6 @@ def test_the_tuner_twin_is_matched_and_the_predictor_twin_is_not(twin_run, cache
 
     assert same(a, b) and same(tuning.twin_problem(plain, original).original, a)
     assert not same(problem.original, a)
+    # a tuning on the other twin is another tuning; the real unlearning's key holds only the knobs
+    assert tuning.tuning_key(ctx, "tmu") != tuning.tuning_key(plain, "tmu")
+    assert pipeline.unlearned_key(ctx, "tmu") == pipeline.unlearned_key(plain, "tmu")

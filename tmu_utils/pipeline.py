@@ -250,10 +250,11 @@ def model_outputs(ctx: Context, model: nn.Module) -> Outputs:
     return Outputs(*(predict(model, ctx.subset(s)[0], ctx.device) for s in ("forget", "retain", "test")))
 
 
-# Fields that change how a run is shown or stored, never what it computes. `tuning` and `tune_budget`
-# only choose other fields' values (the knobs), which are themselves in every key.
+# Fields that change how a run is shown or stored, never what it computes. The tuner's fields only
+# choose other fields' values (the knobs), which are themselves in every key.
+TUNER_FIELDS = ("tuning", "tune_budget", "twin_match", "twin_max_epochs")
 PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "population_dir", "methods",
-                       "mia_max_per_side", "tuning", "tune_budget")
+                       "mia_max_per_side") + TUNER_FIELDS
 # Fields that reach a method's keys through its stored name (`artefact_name`) instead of the hash.
 NAMED_FIELDS = ("tmu_target",)
 

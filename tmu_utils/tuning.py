@@ -209,12 +209,13 @@ def tune_method(ctx: pipeline.Context, problem: TwinProblem, method: str, easy: 
 
 
 def tuning_key(ctx: pipeline.Context, method: str) -> str:
-    """Cache key of a method's tuning: every computed field but its own knobs, the budget (which only
-    the unlearned outputs may ignore: their key holds the chosen knobs), and the grid itself."""
+    """Cache key of a method's tuning: every computed field but its own knobs, the tuner's fields (which
+    only the unlearned outputs may ignore: their key holds the chosen knobs), and the grid itself."""
     fields = [f for f in pipeline.method_key_fields(ctx.params) if f not in KNOBS[method]]
     grid = json.dumps(grid_points(method, ctx.params), sort_keys=True)
     name = pipeline.artefact_name(method, ctx.params)  # `tmu` at tmu_target soft is tuned as tmu_soft is
-    return f"{name}-{ctx.key(fields + ['tune_budget'])}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
+    tuner = ["tune_budget", "twin_match", "twin_max_epochs"]
+    return f"{name}-{ctx.key(fields + tuner)}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
 
 
 def tune_methods(ctx: pipeline.Context, original: nn.Module, methods: list[str]) -> tuple[dict[str, dict], float]:
