@@ -21,7 +21,8 @@ from tmu_utils import pipeline, tuning
 from tmu_utils.params import load_params
 
 REPO = Path(__file__).resolve().parent.parent
-VARIANTS = {"hard": "tmu", "soft": "tmu_soft", "margin": "tmu_margin"}  # tmu_target value -> method tuned
+# tmu_target value -> method tuned
+VARIANTS = {"hard": "tmu", "soft": "tmu_soft", "margin": "tmu_margin", "hard_only": "tmu_hard_only"}
 
 
 def tune_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict]:

@@ -155,7 +155,8 @@ if pred.easy.any() and (~pred.easy).any():
 # do) and `tmu_all_hard` calls every sample hard, the conventional "make the model fail on `D_f`"
 # behaviour. `tmu_random_rank` takes as many easy samples as TMU, chosen at random (a control), and
 # `tmu_soft` and `tmu_margin` replace the confident flip by a per-sample target, a soft label or a
-# margin drawn from samples `M_o` never saw (docs/method.md, "Target variants"). The baselines
+# margin drawn from samples `M_o` never saw, and `tmu_hard_only` leaves the easy samples out of the
+# pool (docs/method.md, "Target variants"). The baselines
 # (fine-tuning, NegGrad, NegGrad+, random labels, Bad Teacher, SCRUB, SalUn, ℓ1-sparse) start from
 # the same `M_o` with the same data. Unlearned outputs are cached, so 05 scores them without
 # rerunning.

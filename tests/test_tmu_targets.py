@@ -87,7 +87,7 @@ def test_soft_variant_keeps_likely_easy_and_moves_unlikely_to_the_runner_up(make
     assert (after[unlikely] == runner_up[unlikely]).float().mean() > 0.6  # measured 0.76
 
 
-@pytest.mark.parametrize("method", ["tmu_soft", "tmu_margin"])
+@pytest.mark.parametrize("method", ["tmu_soft", "tmu_margin", "tmu_hard_only"])
 def test_samples_predicted_easy_stay_correct(make_task, small_problem, reference, method):
     fx, fy = small_problem["forget_x"], small_problem["forget_y"]
     proba = uniform_proba(len(fy), seed=2) ** (1 / 3)  # mostly easy, as a predictor says on random forgetting
@@ -95,6 +95,28 @@ def test_samples_predicted_easy_stay_correct(make_task, small_problem, reference
     after = predict(METHODS[method](target_task(make_task, reference, proba, easy)), fx, CPU).argmax(1) == fy
     assert after[easy].float().mean() > 0.88  # measured 0.935 (margin), 0.985 (soft); 0.93 before
     assert after[~easy].float().mean() < 0.6  # and the hard ones did move (measured 0.33, 0.44)
+
+
+def test_hard_only_leaves_the_predicted_easy_samples_out_of_the_pool(make_task, small_problem, reference, monkeypatch):
+    from tmu_utils.unlearning import tmu as tmu_module
+
+    pools = {}
+    real = tmu_module.fine_tune
+
+    def spy(task, model, x, source, row_losses, generator):
+        pools[len(pools)] = (x.clone(), source.clone())
+        return real(task, model, x, source, row_losses, generator)
+
+    monkeypatch.setattr(tmu_module, "fine_tune", spy)
+    proba = uniform_proba(len(small_problem["forget_y"]), seed=2) ** (1 / 3)
+    easy = proba >= 0.5
+    METHODS["tmu_hard_only"](target_task(make_task, reference, proba, easy))
+    METHODS["tmu_random_rank"](target_task(make_task, reference, proba, easy))  # the hard flip, with easy rows
+    (x_only, s_only), (x_all, s_all) = pools[0], pools[1]
+    assert not (s_only == tmu_module.EASY).any() and (s_all == tmu_module.EASY).sum() == easy.sum()
+    # the same retain rows and hard rows otherwise
+    assert torch.equal(x_only, x_all[s_all != tmu_module.EASY])
+    assert (s_only == tmu_module.HARD).sum() == (~easy).sum() * FLIPPING["hard_repeat"]
 
 
 def test_tmu_follows_tmu_target(make_task, small_problem, reference):
@@ -114,14 +136,14 @@ def test_variants_need_their_inputs(make_task):
 
 def test_tmu_target_must_be_a_known_variant():
     assert make_params({"tmu_target": "margin"}).tmu_target == "margin"
-    with pytest.raises(ParamsError, match="'tmu_target' must be one of hard, soft, margin"):
+    with pytest.raises(ParamsError, match="'tmu_target' must be one of hard, soft, margin, hard_only"):
         make_params({"tmu_target": "quantile"})
 
 
 def test_tmu_target_changes_no_other_methods_key(tmp_path):
     hard = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
     soft = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=soft"]))
-    for method in ("tmu_oracle", "tmu_random_rank", "tmu_soft", "tmu_margin", "finetune", "scrub"):
+    for method in ("tmu_oracle", "tmu_random_rank", "tmu_soft", "tmu_margin", "tmu_hard_only", "finetune", "scrub"):
         assert pipeline.unlearned_key(hard, method) == pipeline.unlearned_key(soft, method), method
         assert tuning.tuning_key(hard, method) == tuning.tuning_key(soft, method), method
     # `tmu` at tmu_target soft computes what tmu_soft computes, and is stored under that name

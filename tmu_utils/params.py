@@ -22,6 +22,7 @@ FEATURES = ("df", "af", "cf")
 FORGET_SCENARIOS = ("random", "class_subset", "class")
 UNLEARNING_METHODS = (
     "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_soft", "tmu_margin",
+    "tmu_hard_only",
     "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse",
 )
 TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning_grids.py): tune_budget's ceiling
@@ -93,7 +94,7 @@ class Params:
     retain_fraction: float = 0.3  # share of D_r replayed during unlearning (efficiency knob)
     hard_loss: str = "random_label"  # random_label | ascent: how predicted-hard samples are unlearned
     hard_label: str = "runner_up"  # random | runner_up: the wrong label given to hard samples
-    tmu_target: str = "hard"  # hard | soft | margin: what tmu fine-tunes each forget sample towards
+    tmu_target: str = "hard"  # hard | soft | margin | hard_only: what tmu fine-tunes D_f towards
     hard_repeat: int = 4  # times each hard sample appears per epoch: its weight in the objective
     noise_std: float = 0.05  # std of Gaussian input noise on easy forget samples (0 disables)
     # --- baselines (docs/method.md: unlearning); each field is prefixed with its method ---
@@ -132,7 +133,7 @@ _CHOICES = {
     "feature_scaling": ("per_set", "twin"),
     "hard_loss": ("random_label", "ascent"),
     "hard_label": ("random", "runner_up"),
-    "tmu_target": ("hard", "soft", "margin"),
+    "tmu_target": ("hard", "soft", "margin", "hard_only"),
     "tuning": ("fixed", "twin"),
     "twin_match": ("none", "members"),
 }

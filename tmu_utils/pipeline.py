@@ -297,7 +297,7 @@ def unlearned_outputs(ctx: Context, method: str, original: nn.Module, easy: torc
 
 
 # The TMU variants that depend on the twin problem's output, so pay its one-off cost.
-TWIN_METHODS = ("tmu", "tmu_random_rank", "tmu_soft", "tmu_margin")
+TWIN_METHODS = ("tmu", "tmu_random_rank", "tmu_soft", "tmu_margin", "tmu_hard_only")
 
 
 def random_rank(ctx: Context, easy: torch.Tensor) -> torch.Tensor:

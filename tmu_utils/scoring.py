@@ -51,7 +51,8 @@ def method_outputs(ctx: pipeline.Context, refs: References, method: str,
         ctx = tuned_context(ctx, tune_methods(ctx, refs.original, [method])[0].get(method))
     easy = {"tmu": lambda: pred.easy, "tmu_random_rank": lambda: pipeline.random_rank(ctx, pred.easy),
             "tmu_oracle": lambda: refs.true_easy, "tmu_all_hard": lambda: torch.zeros_like(refs.true_easy),
-            "tmu_soft": lambda: pred.easy, "tmu_margin": lambda: pred.easy}
+            "tmu_soft": lambda: pred.easy, "tmu_margin": lambda: pred.easy,
+            "tmu_hard_only": lambda: pred.easy}
     target_inputs = {}
     if target_variant(method, ctx.params.tmu_target) != "hard":  # soft and margin read P(easy) and the reference
         target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}

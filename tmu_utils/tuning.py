@@ -138,7 +138,8 @@ def twin_easy_splits(ctx: pipeline.Context,
     predicted = payload["predicted"]
     # Only the oracle, an upper bound, is handed the twin labels themselves.
     splits = {"tmu": predicted, "tmu_random_rank": pipeline.random_rank(ctx, predicted),
-              "tmu_oracle": payload["labels"], "tmu_soft": predicted, "tmu_margin": predicted}
+              "tmu_oracle": payload["labels"], "tmu_soft": predicted, "tmu_margin": predicted,
+              "tmu_hard_only": predicted}
     return splits, payload["proba"], meta["seconds"]
 
 
@@ -230,7 +231,7 @@ def tune_methods(ctx: pipeline.Context, original: nn.Module, methods: list[str])
     shared_s = twin_meta["seconds"]
     easy = {"tmu_all_hard": torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)}
     target_inputs: dict[str, dict[str, torch.Tensor | None]] = {}
-    if any(m in tunable for m in ("tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_soft", "tmu_margin")):
+    if any(m in tunable for m in pipeline.TWIN_METHODS + ("tmu_oracle", "tmu_all_hard")):
         splits, proba, easy_s = twin_easy_splits(ctx, original)
         easy.update(splits)
         shared_s += easy_s

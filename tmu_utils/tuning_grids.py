@@ -37,6 +37,7 @@ KNOBS: dict[str, dict[str, tuple | Scaled]] = {
     "tmu_random_rank": _TMU,
     "tmu_soft": _TMU,
     "tmu_margin": _TMU,
+    "tmu_hard_only": _TMU,
     "finetune": {"unlearn_lr": _LR, "unlearn_epochs": (1, 2, 3, 5)},
     "neggrad": {"neggrad_lr": Scaled(tuple(2 ** (k / 2) for k in range(-6, 10)))},
     "neggrad_plus": {"unlearn_lr": _LR, "neggrad_plus_alpha": (0.1, 0.25, 0.5, 1.0)},

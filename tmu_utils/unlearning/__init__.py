@@ -19,13 +19,14 @@ from .random_label import random_label
 from .salun import salun
 from .scrub import scrub
 from .tmu import tmu_unlearn
-from .tmu_targets import tmu_by_target, tmu_margin, tmu_soft
+from .tmu_targets import tmu_by_target, tmu_hard_only, tmu_margin, tmu_soft
 
 UnlearnMethod = Callable[[UnlearnTask], nn.Module]
 
 # The hard-flip TMU variants share one function; the pipeline hands each its easy/hard split
 # (tmu_random_rank: the predictor's number of easy samples, chosen at random, a control for the
-# predictor's ranking). `tmu` uses the target `tmu_target` names; tmu_soft and tmu_margin force theirs.
+# predictor's ranking). `tmu` uses the target `tmu_target` names; tmu_soft, tmu_margin and tmu_hard_only
+# force theirs.
 METHODS: dict[str, UnlearnMethod] = {
     "tmu": tmu_by_target,
     "tmu_oracle": tmu_unlearn,
@@ -33,6 +34,7 @@ METHODS: dict[str, UnlearnMethod] = {
     "tmu_random_rank": tmu_unlearn,
     "tmu_soft": tmu_soft,
     "tmu_margin": tmu_margin,
+    "tmu_hard_only": tmu_hard_only,
     "finetune": finetune,
     "neggrad": neggrad,
     "neggrad_plus": neggrad_plus,

@@ -54,15 +54,16 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
     return model.eval()
 
 
-def tmu_unlearn(task: UnlearnTask) -> nn.Module:
-    """Fine-tune a copy of M_o towards the gold model's behaviour on D_f, given `task.easy`."""
+def tmu_unlearn(task: UnlearnTask, train_easy: bool = True) -> nn.Module:
+    """Fine-tune a copy of M_o towards the gold model's behaviour on D_f, given `task.easy`; without
+    `train_easy` the predicted-easy samples stay out of the pool (the `hard_only` target)."""
     if task.easy is None:
         raise ValueError("TMU needs task.easy: the predicted generalization label of each forget sample")
     p = task.params
     gen = method_generator(task, salt=1)
     model = start_model(task)
     retain = retain_subset(task, gen)
-    easy = task.easy.nonzero().flatten()
+    easy = task.easy.nonzero().flatten() if train_easy else torch.zeros(0, dtype=torch.long)
     hard = (~task.easy).nonzero().flatten()
     wrong = hard_targets(task, hard, gen)
 

@@ -7,7 +7,9 @@ model is mostly unsure about those samples instead, with small margins either si
   quantile, and the model's margins are pulled there with a smooth-L1 loss.
 Both fine-tune on the hard variant's retain subsample plus all of D_f repeated `hard_repeat` times
 (every forget sample now has a target to reach, not only the predicted-hard ones).
-`tmu` follows `tmu_target`; `tmu_soft` and `tmu_margin` force their variant.
+- `hard_only`: the hard flip, with the predicted-easy samples left out of the pool, so that they are
+  not trained on again (the hard variant makes them more confident than a retrained model is).
+`tmu` follows `tmu_target`; `tmu_soft`, `tmu_margin` and `tmu_hard_only` force their variant.
 """
 from __future__ import annotations
 
@@ -19,12 +21,13 @@ from .common import (UnlearnTask, method_generator, on_device, original_logits, 
                      start_model, true_class_margins)
 from .tmu import EASY, HARD, RETAIN, fine_tune, tmu_unlearn
 
-VARIANT_OF = {"tmu_soft": "soft", "tmu_margin": "margin"}  # the methods that force a variant
+VARIANT_OF = {"tmu_soft": "soft", "tmu_margin": "margin", "tmu_hard_only": "hard_only"}  # methods that force one
 
 
 def target_variant(method: str, tmu_target: str) -> str:
-    """The target `method` fine-tunes D_f with: `tmu` follows `tmu_target`, `tmu_soft` and `tmu_margin`
-    force theirs, every other method (tmu_oracle, tmu_all_hard, tmu_random_rank included) is `hard`."""
+    """The target `method` fine-tunes D_f with: `tmu` follows `tmu_target`, `tmu_soft`, `tmu_margin` and
+    `tmu_hard_only` force theirs, every other method (tmu_oracle, tmu_all_hard, tmu_random_rank
+    included) is `hard`."""
     return tmu_target if method == "tmu" else VARIANT_OF.get(method, "hard")
 
 
@@ -114,6 +117,12 @@ def tmu_margin(task: UnlearnTask) -> nn.Module:
     return fine_tune(task, model, x, source, row_losses, gen)
 
 
+def tmu_hard_only(task: UnlearnTask) -> nn.Module:
+    """The hard flip on the predicted-hard samples only: the predicted-easy ones are not trained on."""
+    return tmu_unlearn(task, train_easy=False)
+
+
 def tmu_by_target(task: UnlearnTask) -> nn.Module:
     """`tmu`: the variant named by `tmu_target` (hard by default)."""
-    return {"hard": tmu_unlearn, "soft": tmu_soft, "margin": tmu_margin}[task.params.tmu_target](task)
+    variants = {"hard": tmu_unlearn, "soft": tmu_soft, "margin": tmu_margin, "hard_only": tmu_hard_only}
+    return variants[task.params.tmu_target](task)
