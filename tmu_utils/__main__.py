@@ -1,4 +1,4 @@
-"""Command line: `python -m tmu_utils run PARAMS.yaml [--set key=value ...] [--out DIR]`."""
+"""Command line: `python -m tmu_utils run|sweep|population|requests|data ...`; `--help` lists each."""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +45,17 @@ def main(argv: list[str] | None = None) -> int:
                        help="override one parameter (repeatable)")
     add_executor_arguments(pop_p)  # replicas are built as jobs: here, as a SLURM array, or in this process
     pop_p.add_argument("--only-replica", type=int, default=None, help=argparse.SUPPRESS)  # one --jobs worker
+    req_p = sub.add_parser("requests", help="a stream of deletion requests, each applied to the model the last left",
+                           epilog=parameters_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    req_p.add_argument("params", help="a params YAML file, e.g. params/default.yaml")
+    req_p.add_argument("--requests", type=int, required=True, metavar="R", help="number of requests, in order")
+    req_p.add_argument("--out", required=True, help="output folder: requests.json, requests.md, figures/")
+    req_p.add_argument("--request-size", type=int, default=None, metavar="N",
+                       help="samples per request (default: a forget_fraction / R share of the members)")
+    req_p.add_argument("--gold-every", type=int, default=1, metavar="K",
+                       help="retrain the gold model and score every K-th request only (default 1)")
+    req_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one parameter (repeatable)")
     data_p = sub.add_parser("data", help="check that a data set can be found (or --download it)")
     data_p.add_argument("dataset", help="fashion_mnist, mnist, cifar10, cifar100, cifar20")
     data_p.add_argument("--data-dir", default=None, help="look here first")
@@ -57,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return _sweep_command(args)
     if args.command == "population":
         return _population_command(args)
+    if args.command == "requests":
+        return _requests_command(args)
     overrides = args.overrides + ([f"out_dir={args.out}"] if args.out else [])
     try:
         params = load_params(args.params, overrides)
@@ -158,6 +171,26 @@ def _population_command(args: argparse.Namespace) -> int:
     print((Path(args.out) / "population.md").read_text())
     print(f"written to {args.out}/population.json, population.md and figures/ "
           f"({result['timing']['total_s']:.0f} s)")
+    return 0
+
+
+def _requests_command(args: argparse.Namespace) -> int:
+    from .data import DatasetNotFoundError
+
+    try:
+        params = load_params(args.params, args.overrides)
+        from . import requests
+
+        requests.check(params, args.requests, args.request_size, args.gold_every)
+        result = requests.evaluate_stream(params, args.requests, args.out, args.request_size, args.gold_every)
+    except ValueError as e:  # ParamsError and SplitError are ValueErrors
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except DatasetNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    print((Path(args.out) / "requests.md").read_text())
+    print(f"written to {args.out}/requests.json, requests.md and figures/ ({result['timing']['total_s']:.0f} s)")
     return 0
 
 

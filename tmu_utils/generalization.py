@@ -58,6 +58,10 @@ def tmu_predict_easy(ctx: pipeline.Context, original: nn.Module) -> tuple[Predic
                                        float("nan"), float("nan"), 0.0)
         return nothing_easy, {"twin_s": 0.0, "curriculum_s": 0.0, "features_s": 0.0, "predictor_s": 0.0,
                               "tmu_one_off_s": 0.0}
+    if ctx.params.twin_forget == "independent":  # built once per M_o, whatever the request (docs/method.md)
+        from .amortised import amortised_predict_easy
+
+        return amortised_predict_easy(ctx, original)
     twin, twin_meta = pipeline.twin_model(ctx, original)
     curriculum, cur_meta = pipeline.curriculum_model(ctx)
     raw, feat_meta = pipeline.generalization_features(ctx, original, twin, curriculum)

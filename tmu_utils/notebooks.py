@@ -20,7 +20,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK_NAMES = ("01_original_and_gold", "02_twin_problem", "03_generalization_features", "04_unlearning",
                   "05_evaluation")
 # Notebooks that read finished results (a sweep's, a population's) rather than take part in a run.
-REPORT_NOTEBOOK_NAMES = ("06_sweep_report", "07_population_alignment")
+REPORT_NOTEBOOK_NAMES = ("06_sweep_report", "07_population_alignment", "08_deletion_requests")
 PARAMS_FILE = "params_file"  # the one name a parameters cell declares besides Params fields
 
 

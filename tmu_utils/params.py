@@ -46,6 +46,7 @@ class Params:
     out_dir: str = ""  # this run's folder (results.json, figures); empty means runs/<name>/<seed>
     sweep_dir: str = ""  # folder of runs that 06_sweep_report summarises; empty means runs/<name>
     population_dir: str = ""  # population folder that 07 reads; empty means the committed benchmark
+    requests_dir: str = ""  # requests folder that 08 reads; empty means the committed benchmark
     # --- data (docs/method.md: data splits) ---
     dataset: str = "fashion_mnist"  # fashion_mnist | mnist | cifar10 | cifar100 | cifar20 | imagefolder
     data_dir: str = ""  # folder holding the data set; empty means the usual places
@@ -71,6 +72,7 @@ class Params:
     twin_lr: float = 5e-4  # peak learning rate of that fine-tune
     twin_match: str = "members"  # none | members: the tuner's M_t is fine-tuned until it knows D_tf as M_o knows M
     twin_max_epochs: int = 12  # at most this many epochs of that matched fine-tune
+    twin_forget: str = "matched"  # matched | independent: D_tf like D_f, or drawn once per M_o for any request
     curriculum_epochs: int = 2  # epochs of the early-stopped curriculum model M_c
     # --- generalization-label features (docs/method.md: features) ---
     features: list = field(default_factory=lambda: ["df", "af", "cf"])  # subset of df, af, cf
@@ -134,6 +136,7 @@ _CHOICES = {
     "hard_loss": ("random_label", "ascent"),
     "hard_label": ("random", "runner_up"),
     "tmu_target": ("hard", "soft", "margin", "hard_only"),
+    "twin_forget": ("matched", "independent"),
     "tuning": ("fixed", "twin"),
     "twin_match": ("none", "members"),
 }

@@ -253,10 +253,11 @@ def model_outputs(ctx: Context, model: nn.Module) -> Outputs:
 # Fields that change how a run is shown or stored, never what it computes. The tuner's fields only
 # choose other fields' values (the knobs), which are themselves in every key.
 TUNER_FIELDS = ("tuning", "tune_budget", "twin_match", "twin_max_epochs")
-PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "population_dir", "methods",
-                       "mia_max_per_side") + TUNER_FIELDS
+PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "population_dir", "requests_dir",
+                       "methods", "mia_max_per_side") + TUNER_FIELDS
 # Fields that reach a method's keys through its stored name (`artefact_name`) instead of the hash.
-NAMED_FIELDS = ("tmu_target",)
+# `twin_forget` changes only the twin-based methods, whose keys name it (`unlearned_key`).
+NAMED_FIELDS = ("tmu_target", "twin_forget")
 
 
 def method_key_fields(params: Params) -> list[str]:
@@ -274,7 +275,8 @@ def artefact_name(method: str, params: Params) -> str:
 
 def unlearned_key(ctx: Context, method: str) -> str:
     """Cache key of `method`'s unlearned outputs in this context."""
-    return f"{artefact_name(method, ctx.params)}-{ctx.key(method_key_fields(ctx.params))}"
+    twin = "-independent_twin" if method in TWIN_METHODS and ctx.params.twin_forget == "independent" else ""
+    return f"{artefact_name(method, ctx.params)}{twin}-{ctx.key(method_key_fields(ctx.params))}"
 
 
 def unlearned_outputs(ctx: Context, method: str, original: nn.Module, easy: torch.Tensor | None = None,

@@ -1,0 +1,372 @@
+"""Streams of deletion requests (docs/method.md, "Streams of deletion requests").
+
+R requests arrive in order: disjoint random subsets of the members. Each method applies request r
+to the model it left after request r − 1 (the deployed model; M_o before the first). After request
+r the gold model is a retrain on the members minus the union of requests 1..r. TMU pays its
+one-off once (`amortised.one_off`, the request-independent twin) and per request only the
+request's features, the predictor's inference and the unlearning. Every deployed model and gold
+model is a cache artefact keyed on the requests it has seen, so a second run trains nothing and an
+interrupted stream resumes at its first unfinished request.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import amortised, pipeline, runs
+from .metrics import Outputs, alignment_metrics
+from .params import Params, ParamsError, params_hash
+from .splits import _generator
+from .training import predict, progress_enabled
+from .unlearning.tmu_targets import target_variant
+
+# The methods a stream runs unless `methods` is set: TMU and the baselines the issue names.
+STREAM_METHODS = ("tmu", "finetune", "neggrad_plus", "scrub", "salun")
+# `retrain` is the gold model itself, `tmu_oracle` reads it, and `tmu_random_rank` is a single-run
+# control of the predictor's ranking.
+NOT_IN_STREAMS = ("retrain", "tmu_oracle", "tmu_random_rank")
+FORGET_STREAM = 2  # splits.py draws the random D_f from this stream: with R = 1, request 1 is D_f
+SETS = ("union", "newest")
+
+
+def stream_methods(params: Params) -> list[str]:
+    """params.methods when it was set, else STREAM_METHODS; in the given order."""
+    default = Params().methods
+    return list(STREAM_METHODS) if params.methods == default else list(params.methods)
+
+
+def check(params: Params, n_requests: int, request_size: int | None, gold_every: int) -> None:
+    """Raise ParamsError for a stream that cannot run, before any data is loaded or model trained."""
+    if n_requests < 1:
+        raise ParamsError(f"--requests must be at least 1; got {n_requests}")
+    if request_size is not None and request_size < 1:
+        raise ParamsError(f"--request-size must be at least 1 (a request of {request_size} samples deletes nothing)")
+    if not 1 <= gold_every <= n_requests:
+        raise ParamsError(f"--gold-every must lie in [1, --requests = {n_requests}]; got {gold_every}")
+    if params.forget_scenario != "random":
+        raise ParamsError(f"request streams need forget_scenario 'random' (the twin is drawn independently of "
+                          f"the requests); got {params.forget_scenario!r}")
+    if params.tuning != "fixed":
+        raise ParamsError("request streams run at fixed knobs: set tuning=fixed")
+    bad = [m for m in stream_methods(params) if m in NOT_IN_STREAMS]
+    if bad:
+        raise ParamsError(f"method {bad[0]!r} cannot run in a stream ({', '.join(NOT_IN_STREAMS)} cannot)")
+
+
+def request_size(params: Params, n_members: int, n_requests: int, given: int | None = None) -> int:
+    """`given`, else a `forget_fraction / R` share of the members; ParamsError unless R requests fit."""
+    size = given if given is not None else int(round(params.forget_fraction * n_members / n_requests))
+    if size < 1:
+        raise ParamsError(f"a request size of 0: forget_fraction {params.forget_fraction} of {n_members} members "
+                          f"split into {n_requests} requests; give --request-size or fewer --requests")
+    if n_requests * size >= n_members:
+        raise ParamsError(f"{n_requests} requests of {size} samples do not fit in the {n_members} members "
+                          "(something must be retained)")
+    return size
+
+
+@dataclass
+class Stream:
+    """The requests, in order: disjoint, sorted index tensors into the training split."""
+
+    requests: list[torch.Tensor]
+
+    def union(self, r: int) -> torch.Tensor:
+        """Requests 1..r together, sorted."""
+        return torch.cat(self.requests[:r]).sort().values
+
+
+def make_stream(ctx: pipeline.Context, n_requests: int, size: int) -> Stream:
+    """R disjoint random requests of `size` members each, seeded by `seed`."""
+    members = ctx.splits.members
+    order = members[torch.randperm(len(members), generator=_generator(ctx.params.seed, FORGET_STREAM))]
+    return Stream([order[i * size:(i + 1) * size].sort().values for i in range(n_requests)])
+
+
+def _digest(indices: torch.Tensor) -> str:
+    return hashlib.sha256(indices.numpy().tobytes()).hexdigest()[:16]
+
+
+def request_context(ctx: pipeline.Context, stream: Stream, r: int) -> pipeline.Context:
+    """The context of request r: D_f is request r, D_r the members minus requests 1..r."""
+    members = ctx.splits.members
+    retain = members[~torch.isin(members, stream.union(r))]
+    return dataclasses.replace(ctx, splits=dataclasses.replace(ctx.splits, forget=stream.requests[r - 1], retain=retain))
+
+
+def _cached_state(ctx: pipeline.Context, kind: str, key: str, build) -> tuple[nn.Module, dict]:
+    """Load a model artefact or build it with `build() -> (model, meta)`; the model on ctx.device."""
+    def build_state():
+        model, meta = build()
+        return {k: v.cpu() for k, v in model.state_dict().items()}, meta
+
+    state, meta = ctx.cache.get_or_build(kind, key, build_state)
+    model = pipeline.new_model(ctx)
+    model.load_state_dict(state)
+    return model.to(ctx.device).eval(), meta
+
+
+def gold_model(ctx: pipeline.Context, stream: Stream, r: int) -> tuple[nn.Module, dict]:
+    """The gold model after request r: the recipe retrained on the members minus requests 1..r."""
+    key = f"{ctx.key(pipeline.MEMBER_FIELDS + pipeline.RECIPE_FIELDS)}-{_digest(stream.union(r))}"
+    return _cached_state(ctx, "stream_gold", key, lambda: pipeline._train_from_scratch(
+        request_context(ctx, stream, r), "retain", ctx.seeds["gold"], f"gold after request {r}"))
+
+
+def deployed_model(ctx: pipeline.Context, stream: Stream, method: str, r: int, original: nn.Module,
+                   one: amortised.OneOff | None) -> tuple[nn.Module, dict]:
+    """The model `method` leaves after requests 1..r (M_o at r = 0), and meta["stages"]: request r's
+    seconds per stage (TMU: features_s, inference_s, unlearn_s; the others: unlearn_s)."""
+    if r == 0 or method == "original":
+        return original, {"stages": {}}
+    seen = torch.cat(stream.requests[:r])  # in order: the chain depends on which came first
+    key = f"{pipeline.artefact_name(method, ctx.params)}-{ctx.key(pipeline.method_key_fields(ctx.params))}-{_digest(seen)}"
+
+    def build():
+        previous, _ = deployed_model(ctx, stream, method, r - 1, original, one)
+        rctx = request_context(ctx, stream, r)
+        stages: dict[str, float] = {}
+        easy, target_inputs = None, {}
+        if method in pipeline.TWIN_METHODS:
+            raw, stages["features_s"] = amortised.request_features(rctx, one, previous, rctx.splits.forget,
+                                                                   rctx.splits.retain)
+            pred = amortised.predict_request(rctx, one, raw)
+            stages["inference_s"] = pred.seconds
+            easy = pred.easy
+            if target_variant(method, ctx.params.tmu_target) != "hard":
+                target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
+        elif method == "tmu_all_hard":
+            easy = torch.zeros(len(rctx.splits.forget), dtype=torch.bool)
+        model, stages["unlearn_s"] = pipeline.unlearn(rctx, method, previous, easy, **target_inputs)
+        return model, {"stages": stages}
+
+    return _cached_state(ctx, "stream_model", key, build)
+
+
+def _outputs(ctx: pipeline.Context, model: nn.Module, sets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {name: predict(model, ctx.dataset.train_x[idx], ctx.device) for name, idx in sets.items()}
+    out["test"] = predict(model, ctx.subset("test")[0], ctx.device)
+    return out
+
+
+def score_request(ctx: pipeline.Context, stream: Stream, r: int, models: dict[str, nn.Module],
+                  gold: nn.Module) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per method: Δforget, AD and agreement against request r's gold on the union so far and on the
+    newest request, the retain and test gaps and ToW (on the union); and the gold model's accuracies."""
+    rctx = request_context(ctx, stream, r)
+    sets = {"union": stream.union(r), "newest": stream.requests[r - 1], "retain": rctx.splits.retain}
+    labels = {name: ctx.dataset.train_y[idx] for name, idx in sets.items()}
+    labels["test"] = ctx.subset("test")[1]
+    g = _outputs(ctx, gold, sets)
+    scores = {}
+    for method, model in models.items():
+        u = _outputs(ctx, model, sets)
+        row: dict[str, float] = {}
+        for name in SETS:
+            m = alignment_metrics(Outputs(u[name], u["retain"], u["test"]), Outputs(g[name], g["retain"], g["test"]),
+                                  {"forget": labels[name], "retain": labels["retain"], "test": labels["test"]})
+            row.update({f"{k}_{name}": m[k] for k in ("forget_acc", "delta_forget", "activation_distance", "agreement")})
+            if name == "union":  # retain, test and ToW do not depend on the forget set chosen
+                row.update({k: m[k] for k in ("retain_acc", "test_acc", "delta_retain", "delta_test", "tow")})
+        scores[method] = row
+    gold_m = alignment_metrics(Outputs(g["union"], g["retain"], g["test"]), Outputs(g["union"], g["retain"], g["test"]),
+                               {"forget": labels["union"], "retain": labels["retain"], "test": labels["test"]})
+    newest = (g["newest"].argmax(1) == labels["newest"]).double().mean().item()
+    return scores, {"forget_acc_union": gold_m["forget_acc"], "forget_acc_newest": newest,
+                    "retain_acc": gold_m["retain_acc"], "test_acc": gold_m["test_acc"]}
+
+
+def stream_signature(params: Params, n_requests: int, size: int, gold_every: int, methods: list[str]) -> dict:
+    """What must match for an earlier requests.json to be resumed."""
+    return {"params_hash": params_hash(params, [f for f in params.to_dict() if f not in pipeline.PRESENTATION_FIELDS]),
+            "n_requests": n_requests, "request_size": size, "gold_every": gold_every, "methods": methods}
+
+
+def _previous(out: Path, signature: dict) -> dict | None:
+    path = out / "requests.json"
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return old if old.get("signature") == signature else None
+
+
+def evaluate_stream(params: Params, n_requests: int, out: str | os.PathLike, request_size_given: int | None = None,
+                    gold_every: int = 1) -> dict:
+    """Run (or resume) the stream and write requests.json, requests.md and figures/ to `out`."""
+    check(params, n_requests, request_size_given, gold_every)
+    start = time.perf_counter()
+    ctx = pipeline.prepare(params)  # a missing data set or an impossible split fails here
+    size = request_size(params, len(ctx.splits.members), n_requests, request_size_given)
+    if any(m in pipeline.TWIN_METHODS for m in stream_methods(params)):
+        amortised.independent_twin_forget(ctx)  # a holdout too small for the twin fails before any training
+    methods = stream_methods(params)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    signature = stream_signature(params, n_requests, size, gold_every, methods)
+    previous = _previous(out, signature)
+    stream = make_stream(ctx, n_requests, size)
+    bar = tqdm(total=n_requests * len(methods) + 2, desc="requests", unit="step",
+               disable=not progress_enabled(params.progress))
+    bar.set_postfix_str("original M_o")
+    original, o_meta = pipeline.original_model(ctx)
+    bar.update()
+    one = None
+    if any(m in pipeline.TWIN_METHODS for m in methods):
+        bar.set_postfix_str("TMU one-off")
+        one = amortised.one_off(ctx, original)
+    bar.update()
+    result: dict[str, Any] = {
+        "params": params.to_dict(), "signature": signature, "env": runs.environment(ctx.device),
+        "n_requests": n_requests, "request_size": size, "gold_every": gold_every, "methods": methods,
+        "members": len(ctx.splits.members), "complete": False,
+        "timing": {"original_s": o_meta["seconds"], "one_off": one.timing if one else None},
+        "requests": [], "entries": {m: [] for m in methods}}
+    if one is not None:
+        result["predictor"] = {"twin_easy_rate": one.twin_easy_rate, "twin_cv_accuracy": one.twin_cv_accuracy}
+    for r in range(1, n_requests + 1):
+        done = previous is not None and len(previous["requests"]) >= r
+        if done:  # resumed: request r was finished and recorded by an earlier run
+            result["requests"].append(previous["requests"][r - 1])
+            for m in methods:
+                result["entries"][m].append(previous["entries"][m][r - 1])
+            bar.update(len(methods))
+            continue
+        models, entries = {}, {}
+        for m in methods:
+            bar.set_postfix_str(f"request {r}/{n_requests}: {m}")
+            models[m], meta = deployed_model(ctx, stream, m, r, original, one)
+            stages = meta["stages"]
+            entries[m] = {"request": r, "time_s": sum(stages.values()), "stages": stages}
+            bar.update()
+        info = {"request": r, "size": size, "union_size": r * size, "evaluated": r % gold_every == 0,
+                "gold_s": None, "gold": None}
+        if info["evaluated"]:
+            bar.set_postfix_str(f"request {r}/{n_requests}: gold")
+            gold, g_meta = gold_model(ctx, stream, r)
+            scores, info["gold"] = score_request(ctx, stream, r, models, gold)
+            info["gold_s"] = g_meta["seconds"]
+            for m in methods:
+                entries[m].update(scores[m])
+        result["requests"].append(info)
+        for m in methods:
+            result["entries"][m].append(entries[m])
+        write(result, out)
+    bar.close()
+    result["complete"] = True
+    result["timing"]["total_s"] = time.perf_counter() - start
+    write(result, out, final=True)
+    return result
+
+
+def add_cumulative(result: dict) -> None:
+    """Per entry: cumulative_s (TMU's one-off counted at request 1), and retraining at every request,
+    r times the mean retrain time measured in this stream."""
+    gold_s = [q["gold_s"] for q in result["requests"] if q["gold_s"] is not None]
+    retrain = sum(gold_s) / len(gold_s) if gold_s else None
+    result["timing"]["retrain_per_request_s"] = retrain
+    one_off = (result["timing"]["one_off"] or {}).get("tmu_one_off_s", 0.0)
+    for method, entries in result["entries"].items():
+        total = one_off if method in pipeline.TWIN_METHODS else 0.0
+        for e in entries:
+            total += e["time_s"]
+            e["cumulative_s"] = total
+            e["retrain_cumulative_s"] = retrain * e["request"] if retrain is not None else None
+            e["speedup"] = e["retrain_cumulative_s"] / total if retrain is not None and total > 0 else None
+
+
+def write(result: dict, out: Path, final: bool = False) -> None:
+    """requests.json (atomically, after every request); at the end also requests.md and figures/."""
+    add_cumulative(result)
+    tmp = out / "requests.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, allow_nan=True))
+    tmp.replace(out / "requests.json")
+    if final:
+        from .plots import save_fig
+
+        (out / "requests.md").write_text(requests_table(result))
+        save_fig(plot_alignment(result), "alignment", out / "figures")
+        save_fig(plot_cost(result), "cumulative_cost", out / "figures")
+        plt.close("all")
+
+
+def _pp(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def requests_table(result: dict) -> str:
+    """requests.md: the setting, the one-off and, per evaluated request and method, alignment and cost."""
+    p, t = result["params"], result["timing"]
+    lines = [f"# Stream of {result['n_requests']} deletion requests",
+             "",
+             f"{p['dataset']} (train_limit {p['train_limit']}), {p['arch']}, {p['epochs']} epochs, seed {p['seed']}; "
+             f"{result['members']} members, requests of {result['request_size']} samples, gold model every "
+             f"{result['gold_every']} request(s); on {result['env']['device']}.",
+             ""]
+    if t["one_off"]:
+        o = t["one_off"]
+        lines += [f"TMU's one-off, paid once: {o['tmu_one_off_s']:.2f} s (M_t {o['twin_s']:.2f} s, M_c "
+                  f"{o['curriculum_s']:.2f} s, twin features {o['twin_features_s']:.2f} s, predictor fit "
+                  f"{o['predictor_fit_s']:.2f} s).", ""]
+    if t.get("retrain_per_request_s"):
+        lines += [f"A retrain took {t['retrain_per_request_s']:.2f} s on average (M_o: {t['original_s']:.2f} s).", ""]
+    lines += ["| request | method | Δ forget union pp | Δ forget newest pp | AD union | agreement union % | ToW | "
+              "time s | cumulative s | retrain cumulative s |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for q in result["requests"]:
+        if not q["evaluated"]:
+            continue
+        r = q["request"]
+        for method, entries in result["entries"].items():
+            e = entries[r - 1]
+            retrain = "–" if e["retrain_cumulative_s"] is None else f"{e['retrain_cumulative_s']:.1f}"
+            lines.append(f"| {r} | {method} | {_pp(e['delta_forget_union'])} | {_pp(e['delta_forget_newest'])} | "
+                         f"{e['activation_distance_union']:.3f} | {_pp(e['agreement_union'])} | {e['tow']:.3f} | "
+                         f"{e['time_s']:.2f} | {e['cumulative_s']:.1f} | {retrain} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_alignment(result: dict) -> plt.Figure:
+    """Δ forget and AD on the union forgotten so far against the request index, per method."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for method, entries in result["entries"].items():
+        evaluated = [e for e in entries if "delta_forget_union" in e]
+        x = [e["request"] for e in evaluated]
+        axes[0].plot(x, [100 * e["delta_forget_union"] for e in evaluated], marker="o", label=method)
+        axes[1].plot(x, [e["activation_distance_union"] for e in evaluated], marker="o", label=method)
+    axes[0].set_ylabel("Δ forget on the union (pp)")
+    axes[1].set_ylabel("activation distance on the union")
+    for ax in axes:
+        ax.set_xlabel("request")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cost(result: dict) -> plt.Figure:
+    """Cumulative seconds per method against retraining at every request."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for method, entries in result["entries"].items():
+        ax.plot([e["request"] for e in entries], [e["cumulative_s"] for e in entries], marker="o", label=method)
+    if result["timing"].get("retrain_per_request_s"):
+        entries = next(iter(result["entries"].values()))
+        ax.plot([e["request"] for e in entries], [e["retrain_cumulative_s"] for e in entries], color="k", ls="--",
+                label="retrain each time")
+    ax.set_xlabel("request")
+    ax.set_ylabel("cumulative time (s)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
