@@ -28,7 +28,7 @@ import math
 
 from IPython.display import Markdown, display
 
-from tmu_utils import requests, runs
+from tmu_utils import requests_report, runs
 from tmu_utils.params import params_from_namespace
 
 # %% tags=["parameters"]
@@ -73,7 +73,7 @@ display(Markdown("| request | forgotten so far | gold: union % | gold: newest re
 # whose errors pile up from request to request drifts upwards here.
 
 # %%
-fig = requests.plot_alignment(stream)
+fig = requests_report.plot_alignment(stream)
 
 # %%
 header = "| method | " + " | ".join(f"Δ union pp, r={r}" for r in evaluated) + " | Δ newest pp (mean) | ToW (last) |"
@@ -92,7 +92,7 @@ display(Markdown("\n".join(lines)))
 # cost; the baselines pay only their unlearning.
 
 # %%
-fig = requests.plot_cost(stream)
+fig = requests_report.plot_cost(stream)
 
 # %%
 tmu = entries.get("tmu")
