@@ -215,8 +215,8 @@ def test_choose_target_on_one_smoke_seed_trains_no_gold_model(tmp_path, monkeypa
                         "--set", f"cache_dir={cache}", "--set", "tmu_target=margin"]) == 0
     written = json.loads((out / "smoke.json").read_text())
     seed = written["seeds"]["100"]
-    assert list(seed) == ["hard", "soft", "margin"]
-    assert [r["method"] for r in seed.values()] == ["tmu", "tmu_soft", "tmu_margin"]
+    assert list(seed) == ["hard", "soft", "margin", "hard_only"]
+    assert [r["method"] for r in seed.values()] == ["tmu", "tmu_soft", "tmu_margin", "tmu_hard_only"]
     for variant, record in seed.items():
         assert 0 <= record["best_score"] <= 1 and set(record["chosen"]) == {"unlearn_lr", "hard_repeat"}
         assert written["mean_best_score"][variant] == record["best_score"]  # one seed: its own score
@@ -225,7 +225,7 @@ def test_choose_target_on_one_smoke_seed_trains_no_gold_model(tmp_path, monkeypa
     assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
     # `tmu` was tuned as the hard variant although the command line asked for margin
     tuned = {p.name.split("-")[0] for p in (cache / "tuning").glob("*.pt")}
-    assert tuned == {"tmu", "tmu_soft", "tmu_margin"}
+    assert tuned == {"tmu", "tmu_soft", "tmu_margin", "tmu_hard_only"}
 
 
 def test_twin_splits_cached_before_the_variants_gain_their_proba(tmp_path):
