@@ -28,8 +28,8 @@ from tmu_utils import plots, report, runs, sweep
 
 # %% tags=["parameters"]
 # the folder of runs to summarise (relative: to the repository). The demo reads the five-seed sweep
-# of params/default.yaml measured for the README and committed with it.
-sweep_dir = "benchmarks/results/default_seeds"
+# of params/default.yaml with every method twin-tuned, measured for the README and committed with it.
+sweep_dir = "benchmarks/results/default_seeds_twin"
 out_dir = ""  # where the figures go; empty: runs/sweep_report
 
 # %%

@@ -19,7 +19,10 @@
 # reproduces a retrained model's *behaviour* from one that only gets the forget *accuracy* right.
 # Here every model is one of a population of independently seeded models, and each sample's
 # margins are compared across populations. This notebook reads a folder written by
-# `python -m tmu_utils population PARAMS --models N --out DIR`; by default the committed benchmark.
+# `python -m tmu_utils population PARAMS --models N --out DIR`; by default the committed benchmark
+# in which every method's knobs were chosen on its replica's twin problem (`--set tuning=twin`), so
+# that no baseline loses for want of tuning. `population_dir=benchmarks/results/population` shows
+# the 16-replica population at the fixed knobs.
 
 # %%
 import json
@@ -32,18 +35,19 @@ from tmu_utils import plots, report, runs
 from tmu_utils.params import params_from_namespace
 
 # %% tags=["parameters"]
-population_dir = ""  # empty: benchmarks/results/population, the committed benchmark
+population_dir = ""  # empty: benchmarks/results/population_twin, the committed benchmark with every method twin-tuned
 
 # %%
 params = params_from_namespace(globals())
-folder = runs.REPO_ROOT / (params.population_dir or "benchmarks/results/population")  # relative: to the repo
+folder = runs.REPO_ROOT / (params.population_dir or "benchmarks/results/population_twin")  # relative: to the repo
 population = json.loads((folder / "population.json").read_text())
 samples = np.load(folder / "population_samples.npz")
 methods, floor = population["methods"], population["floor"]
 n = population["n_models"]
 p = population["params"]
 training = sum(population["timing"]["per_model_s"].values())
-print(f"{p['dataset']} (train_limit {p['train_limit']}), {p['arch']}, {p['epochs']} epochs; {n} originals, "
+print(f"{p['dataset']} (train_limit {p['train_limit']}), {p['arch']}, {p['epochs']} epochs, tuning {p['tuning']}; "
+      f"{n} originals, "
       f"{n} + {n} retrains on {population['env']['device']}: {training / 60:.0f} min of model training and TMU "
       f"one-off work; the command's last invocation took {population['timing']['total_s'] / 60:.0f} min")
 
