@@ -10,6 +10,7 @@ from scipy.stats import qmc
 
 from .params import FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, ParamsError
 
+
 @dataclass(frozen=True)
 class Scaled:
     """Candidate values of a learning rate as multiples of the run's own value of it: its right scale
