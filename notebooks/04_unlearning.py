@@ -169,9 +169,11 @@ for method in unlearning_methods:
     print(f"{method:16s} {seconds[method]:6.1f} s")
 
 # %%
-# section 5's `tmu` is section 4's computation (same task, seed and knobs); bitwise so on a CPU
+# section 5's `tmu` is section 4's computation (same task, seed and knobs): on a CPU bit for bit with
+# the same thread count; from a cache filled with another thread count it differed on 6 of the
+# 2 400 forget samples (measured, one thread against two)
 if "tmu" in outputs and params.tuning == "fixed" and params.tmu_target == "hard" and ctx.device.type == "cpu":
-    assert torch.equal(outputs["tmu"].forget.argmax(1) == fy, tmu_right)
+    assert ((outputs["tmu"].forget.argmax(1) == fy) != tmu_right).float().mean() <= 0.005
 
 # %% [markdown]
 # ## Summary
