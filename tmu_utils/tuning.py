@@ -215,7 +215,7 @@ def tuning_key(ctx: pipeline.Context, method: str) -> str:
     fields = [f for f in pipeline.method_key_fields(ctx.params) if f not in KNOBS[method]]
     grid = json.dumps(grid_points(method, ctx.params), sort_keys=True)
     name = pipeline.artefact_name(method, ctx.params)  # `tmu` at tmu_target soft is tuned as tmu_soft is
-    tuner = ["tune_budget", "twin_match", "twin_max_epochs"]
+    tuner = [f for f in pipeline.TUNER_FIELDS if f != "tuning"]  # a tuning always runs at tuning twin
     return f"{name}-{ctx.key(fields + tuner)}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
 
 

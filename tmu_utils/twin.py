@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import metrics
 from .params import Params
 from .training import TrainConfig, TrainResult, predict, train_model
 
@@ -33,7 +34,7 @@ class MatchTarget:
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
     """Share of (x, y) that `model` classifies correctly."""
-    return (predict(model, x, device).argmax(1) == y).float().mean().item()
+    return metrics.accuracy(predict(model, x, device), y)
 
 
 def twin_original(original: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Params,
