@@ -29,9 +29,8 @@ from tmu_utils import generalization, notebooks, pipeline, plots, report, runs, 
 params_file = "params/demo.yaml"
 seed = 0
 # which methods to score, and with which knobs: fixed, or chosen on the twin problem (docs/tuning.md)
-methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_soft", "tmu_margin",
-           "tmu_hard_only", "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun",
-           "l1_sparse"]
+methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_hard", "finetune",
+           "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse"]
 tuning = "fixed"
 mia_max_per_side = 5000
 

@@ -176,7 +176,7 @@ if "tmu" in methods:
                      f"to TMU is what the predictor's ranking buys.")
     if "tmu_oracle" in methods:
         lines.append(f"- With the gold labels (tmu_oracle): U-LiRA {100 * ulira['tmu_oracle']:.1f} %.")
-    for variant in ("tmu_soft", "tmu_margin", "tmu_hard_only"):
+    for variant in ("tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only"):
         if variant in methods:
             lines.append(f"- Target variant {variant}: U-LiRA {100 * ulira[variant]:.1f} %, KLoM p95 "
                          f"{klom_p95[variant]:.3f}, Δ forget {100 * methods[variant]['delta_forget']['mean']:.2f} pp "

@@ -10,7 +10,7 @@ import torch
 from tmu_utils import generalization, pipeline, runs, scoring
 from tmu_utils.__main__ import main
 from tmu_utils.metrics import METRIC_KEYS
-from tmu_utils.params import UNLEARNING_METHODS, load_params
+from tmu_utils.params import DEFAULT_METHODS, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -39,7 +39,7 @@ def test_results_json_schema(smoke_run):
     assert set(on_disk["predictor"]) >= {"twin_easy_rate", "true_easy_rate", "predicted_easy_rate", "accuracy",
                                          "balanced_accuracy", "auc", "twin_cv_accuracy"}
     assert set(on_disk["timing"]) >= {"original_s", "gold_s", "twin_s", "curriculum_s", "features_s", "predictor_s"}
-    assert list(on_disk["methods"]) == list(UNLEARNING_METHODS)
+    assert list(on_disk["methods"]) == list(DEFAULT_METHODS)
     for name, metrics in on_disk["methods"].items():
         assert set(metrics) == set(METRIC_KEYS), name
         for key, value in metrics.items():

@@ -125,7 +125,7 @@ def test_hard_only_leaves_the_predicted_easy_samples_out_of_the_pool(make_task, 
     proba = uniform_proba(len(small_problem["forget_y"]), seed=2) ** (1 / 3)
     easy = proba >= 0.5
     METHODS["tmu_hard_only"](target_task(make_task, reference, proba, easy))
-    METHODS["tmu_random_rank"](target_task(make_task, reference, proba, easy))  # the hard flip, with easy rows
+    METHODS["tmu_hard"](target_task(make_task, reference, proba, easy))  # the hard flip, with easy rows
     (x_only, s_only), (x_all, s_all) = pools[0], pools[1]
     assert not (s_only == tmu_module.EASY).any() and (s_all == tmu_module.EASY).sum() == easy.sum()
     # the same retain rows and hard rows otherwise
@@ -155,14 +155,24 @@ def test_tmu_target_must_be_a_known_variant():
 
 
 def test_tmu_target_changes_no_other_methods_key(tmp_path):
-    hard = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
+    hard = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=hard"]))
     soft = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=soft"]))
-    for method in ("tmu_oracle", "tmu_random_rank", "tmu_soft", "tmu_margin", "tmu_hard_only", "finetune", "scrub"):
+    hard_only = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))  # the default
+    for method in ("tmu_oracle", "tmu_random_rank", "tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only",
+                   "finetune", "scrub"):
         assert pipeline.unlearned_key(hard, method) == pipeline.unlearned_key(soft, method), method
         assert tuning.tuning_key(hard, method) == tuning.tuning_key(soft, method), method
     # `tmu` at tmu_target soft computes what tmu_soft computes, and is stored under that name
     assert pipeline.unlearned_key(soft, "tmu") == pipeline.unlearned_key(hard, "tmu_soft")
     assert tuning.tuning_key(soft, "tmu") == tuning.tuning_key(hard, "tmu_soft")
+    # at hard_only `tmu` is tmu_hard_only, tmu_hard is the hard flip `tmu` was, and the ranking controls
+    # (which follow tmu's split-based target) are stored apart from their hard-flip selves
+    assert pipeline.unlearned_key(hard_only, "tmu") == pipeline.unlearned_key(hard, "tmu_hard_only")
+    assert pipeline.unlearned_key(hard_only, "tmu_hard") == pipeline.unlearned_key(hard, "tmu")
+    assert tuning.tuning_key(hard_only, "tmu_hard") == tuning.tuning_key(hard, "tmu")
+    for control in ("tmu_oracle", "tmu_random_rank"):
+        assert pipeline.unlearned_key(hard_only, control) != pipeline.unlearned_key(hard, control)
+    assert pipeline.unlearned_key(hard_only, "tmu_all_hard") == pipeline.unlearned_key(hard, "tmu_all_hard")
     assert pipeline.unlearned_key(hard, "tmu").startswith("tmu-")
 
 

@@ -59,9 +59,9 @@ def test_the_real_unlearning_runs_with_the_chosen_knobs(twin_run, cache_dir, tmp
     seen = {}
     fetch = pipeline.unlearned_outputs
 
-    def spy(ctx, method, original, easy=None):
+    def spy(ctx, method, original, easy=None, **target_inputs):
         seen[method] = {k: getattr(ctx.params, k) for k in tuning_grids.KNOBS[method]}
-        return fetch(ctx, method, original, easy)
+        return fetch(ctx, method, original, easy, **target_inputs)
 
     monkeypatch.setattr(pipeline, "unlearned_outputs", spy)
     params = load_params(SMOKE, ["tuning=twin", f"methods={METHODS}", f"cache_dir={cache_dir}", f"out_dir={tmp_path}"])
@@ -228,13 +228,16 @@ def test_tune_defaults_takes_the_lower_median_of_the_seeds_choices(tune_defaults
     assert tune_defaults.medians(per_seed) == {"neggrad": {"neggrad_lr": 1e-4}}  # a chosen value, never between
 
 
-def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaults, tmp_path):
+def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaults, tmp_path, monkeypatch):
     script = tune_defaults
     out, cache = tmp_path / "out", tmp_path / "cache"
-    assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "methods=[tmu,neggrad]",
-                        "--set", "tune_budget=2", "--set", f"cache_dir={cache}"]) == 0
+    assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "methods=[tmu,tmu_hard,neggrad]",
+                        "--set", "tune_budget=2", "--set", f"cache_dir={cache}", "--tables", str(out)]) == 0
     written = json.loads((out / "smoke.json").read_text())
-    assert list(written["seeds"]) == ["100"] and list(written["median"]) == ["tmu", "neggrad"]
+    # by stored name: at the default target `tmu` is tmu_hard_only and tmu_hard the hard flip `tmu`
+    assert list(written["seeds"]) == ["100"] and list(written["median"]) == ["tmu_hard_only", "tmu", "neggrad"]
+    monkeypatch.setattr(tuning_grids, "FIXED_KNOBS_DIR", out)
+    assert tuning_grids.fixed_table("smoke") == written["median"]  # the table `fixed_knobs: smoke` would read
     for method, knobs in written["median"].items():
         assert knobs == written["seeds"]["100"][method]["chosen"]  # one seed: its own choice
         assert knobs in written["seeds"]["100"][method]["grid"]

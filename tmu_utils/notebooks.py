@@ -39,10 +39,11 @@ def notebook_params(namespace: dict) -> Params:
 def computes_as(params: Params, params_file: str) -> bool:
     """Whether `params` compute what `params_file` (relative: to the repository) does, whatever they
     show or store: the configuration at which a notebook's measured margins apply."""
-    from .pipeline import method_key_fields
+    from .pipeline import NAMED_FIELDS, RESOLVED_FIELDS, method_key_fields
 
     reference = load_params(NOTEBOOK_DIR.parent / params_file)
-    return all(getattr(params, f) == getattr(reference, f) for f in [*method_key_fields(params), "tuning"])
+    fields = [*method_key_fields(params), "tuning", *NAMED_FIELDS, *RESOLVED_FIELDS]
+    return all(getattr(params, f) == getattr(reference, f) for f in fields)
 
 
 def notebook_paths() -> list[Path]:

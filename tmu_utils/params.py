@@ -21,10 +21,15 @@ ARCHS = ("small_cnn", "mlp", "resnet18")
 FEATURES = ("df", "af", "cf")
 FORGET_SCENARIOS = ("random", "class_subset", "class")
 UNLEARNING_METHODS = (
-    "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_soft", "tmu_margin",
-    "tmu_hard_only",
+    "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_hard", "tmu_soft",
+    "tmu_margin", "tmu_hard_only",
     "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse",
 )
+# What a run scores by default: every method but the target variants other than the paper's hard flip
+# (tmu_hard): `tmu` computes tmu_hard_only at the default target, and tmu_soft and tmu_margin, the
+# variants the twin criterion ranked below it, are compared in the population benchmark (docs/method.md).
+DEFAULT_METHODS = tuple(m for m in UNLEARNING_METHODS if m not in ("tmu_soft", "tmu_margin", "tmu_hard_only"))
+FIXED_KNOBS_DIR = Path(__file__).resolve().parent / "fixed_knobs"  # the tables `fixed_knobs` names
 TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning_grids.py): tune_budget's ceiling
 
 
@@ -87,7 +92,7 @@ class Params:
     threshold: str = "rate_match"  # 0.5 (or any probability) | rate_match
     cv_folds: int = 5  # folds of the twin cross-validated accuracy
     # --- unlearning (docs/method.md: unlearning) ---
-    methods: list = field(default_factory=lambda: list(UNLEARNING_METHODS))  # methods to run and score
+    methods: list = field(default_factory=lambda: list(DEFAULT_METHODS))  # methods to run and score
     unlearn_epochs: int = 3  # epochs of every fine-tuning-based unlearning method
     # 0.005 rather than 0.02: on the default, 0.02 and 0.01 cost TMU 2-2.6 pp of test accuracy
     # against the gold model, 0.005 about 1 pp, with a smaller Δ (benchmarks/unlearning_defaults.py).
@@ -96,7 +101,8 @@ class Params:
     retain_fraction: float = 0.3  # share of D_r replayed during unlearning (efficiency knob)
     hard_loss: str = "random_label"  # random_label | ascent: how predicted-hard samples are unlearned
     hard_label: str = "runner_up"  # random | runner_up: the wrong label given to hard samples
-    tmu_target: str = "hard"  # hard | soft | margin | hard_only: what tmu fine-tunes D_f towards
+    # hard_only: the twin criterion's choice among the four (benchmarks/choose_target.py, docs/method.md)
+    tmu_target: str = "hard_only"  # hard | soft | margin | hard_only: what tmu fine-tunes D_f towards
     hard_repeat: int = 4  # times each hard sample appears per epoch: its weight in the objective
     noise_std: float = 0.05  # std of Gaussian input noise on easy forget samples (0 disables)
     # --- baselines (docs/method.md: unlearning); each field is prefixed with its method ---
@@ -118,6 +124,7 @@ class Params:
     # --- tuning (docs/tuning.md) ---
     tuning: str = "fixed"  # fixed | twin: keep the knobs above, or choose each method's per run on the twin problem
     tune_budget: int = 8  # grid points every method gets when tuning on the twin problem (1 to 16)
+    fixed_knobs: str = "default"  # none | a table of tmu_utils/fixed_knobs/: each method's own knobs at tuning fixed
     # --- evaluation (docs/method.md: single-run metrics) ---
     mia_max_per_side: int = 5000  # samples per side for the membership-inference attack
 
@@ -250,6 +257,9 @@ def validate(p: Params) -> Params:
     if p.tune_budget > TUNE_GRID_POINTS:
         raise ParamsError(f"parameter 'tune_budget' must not exceed {TUNE_GRID_POINTS}, the candidate points of every "
                           f"method's tuning grid; got {p.tune_budget}")
+    if p.fixed_knobs != "none" and not (FIXED_KNOBS_DIR / f"{p.fixed_knobs}.yaml").is_file():
+        tables = sorted(f.stem for f in FIXED_KNOBS_DIR.glob("*.yaml"))
+        raise ParamsError(f"parameter 'fixed_knobs' must be 'none' or one of {tables}; got {p.fixed_knobs!r}")
     if p.knn_k > p.bank_per_class:
         raise ParamsError("parameter 'knn_k' must not exceed 'bank_per_class'")
     return p

@@ -27,7 +27,7 @@ from .training import TrainConfig, predict, resolve_device, seed_everything, set
 from .twin import MatchTarget, generalization_labels, twin_original, twin_training_set
 from .twin import accuracy as twin_accuracy
 from .unlearning import METHODS, UnlearnTask
-from .unlearning.tmu_targets import target_variant
+from .unlearning.tmu_targets import RANK_CONTROLS, target_variant
 
 DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_limit", "test_limit")
 MEMBER_FIELDS = DATA_FIELDS + ("member_fraction", "seed")
@@ -258,19 +258,26 @@ PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", 
 # Fields that reach a method's keys through its stored name (`artefact_name`) instead of the hash.
 # `twin_forget` changes only the twin-based methods, whose keys name it (`unlearned_key`).
 NAMED_FIELDS = ("tmu_target", "twin_forget")
+# Fields that reach the keys through the knob values they set (tuning.fixed_context), not themselves.
+RESOLVED_FIELDS = ("fixed_knobs",)
 
 
 def method_key_fields(params: Params) -> list[str]:
     """The fields hashed into a method's unlearned-output and tuning keys: every computed one, but
-    `tmu_target`, which `artefact_name` covers (so no key written before it existed changed)."""
-    return [f for f in params.to_dict() if f not in PRESENTATION_FIELDS and f not in NAMED_FIELDS]
+    `tmu_target` and `fixed_knobs`, which the name and the knobs cover (so no key written before they
+    existed changed)."""
+    skip = PRESENTATION_FIELDS + NAMED_FIELDS + RESOLVED_FIELDS
+    return [f for f in params.to_dict() if f not in skip]
 
 
 def artefact_name(method: str, params: Params) -> str:
-    """The name a method's artefacts are stored under: `tmu` with `tmu_target` other than hard computes
-    exactly what `tmu_<target>` does (same function, seed and inputs), so it shares that entry."""
+    """The name a method's artefacts are stored under. Methods that compute the same thing share one:
+    `tmu` at `tmu_target` hard and `tmu_hard` are `tmu`; `tmu` at any other target is `tmu_<target>`;
+    a ranking control at the hard_only target is `<control>_hard_only`."""
     variant = target_variant(method, params.tmu_target)
-    return f"tmu_{variant}" if method == "tmu" and variant != "hard" else method
+    if method in ("tmu", "tmu_hard"):
+        return "tmu" if variant == "hard" else f"tmu_{variant}"
+    return f"{method}_hard_only" if method in RANK_CONTROLS and variant == "hard_only" else method
 
 
 def unlearned_key(ctx: Context, method: str) -> str:
@@ -299,7 +306,7 @@ def unlearned_outputs(ctx: Context, method: str, original: nn.Module, easy: torc
 
 
 # The TMU variants that depend on the twin problem's output, so pay its one-off cost.
-TWIN_METHODS = ("tmu", "tmu_random_rank", "tmu_soft", "tmu_margin", "tmu_hard_only")
+TWIN_METHODS = ("tmu", "tmu_random_rank", "tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only")
 
 
 def random_rank(ctx: Context, easy: torch.Tensor) -> torch.Tensor:

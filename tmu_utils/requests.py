@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import amortised, pipeline, runs
+from . import amortised, pipeline, runs, tuning
 from .metrics import Outputs, alignment_metrics
 from .params import Params, ParamsError, params_hash
 from .splits import _generator
@@ -130,6 +130,7 @@ def deployed_model(ctx: pipeline.Context, stream: Stream, method: str, r: int, o
     seconds per stage (TMU: features_s, inference_s, unlearn_s; the others: unlearn_s)."""
     if r == 0 or method == "original":
         return original, {"stages": {}}
+    ctx = tuning.fixed_context(ctx, method)  # streams run at fixed knobs: the method's own from the table
     seen = torch.cat(stream.requests[:r])  # in order: the chain depends on which came first
     key = f"{pipeline.artefact_name(method, ctx.params)}-{ctx.key(pipeline.method_key_fields(ctx.params))}-{_digest(seen)}"
 

@@ -45,13 +45,12 @@ def method_outputs(ctx: pipeline.Context, refs: References, method: str,
     """Outputs and unlearning time of one method; TMU variants get their easy/hard split here."""
     if method in pipeline.TWIN_METHODS and pred is None:
         raise ValueError(f"method {method!r} needs the predictor's output (pred)")
-    if ctx.params.tuning == "twin":  # with the knobs chosen on the twin problem (cached: tuned once)
-        from .tuning import tune_methods, tuned_context
+    from .tuning import method_context  # its knobs: twin-tuned (cached: tuned once) or the fixed table's
 
-        ctx = tuned_context(ctx, tune_methods(ctx, refs.original, [method])[0].get(method))
+    ctx = method_context(ctx, refs.original, method)
     easy = {"tmu": lambda: pred.easy, "tmu_random_rank": lambda: pipeline.random_rank(ctx, pred.easy),
             "tmu_oracle": lambda: refs.true_easy, "tmu_all_hard": lambda: torch.zeros_like(refs.true_easy),
-            "tmu_soft": lambda: pred.easy, "tmu_margin": lambda: pred.easy,
+            "tmu_hard": lambda: pred.easy, "tmu_soft": lambda: pred.easy, "tmu_margin": lambda: pred.easy,
             "tmu_hard_only": lambda: pred.easy}
     target_inputs = {}
     if target_variant(method, ctx.params.tmu_target) != "hard":  # soft and margin read P(easy) and the reference

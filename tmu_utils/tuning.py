@@ -30,7 +30,7 @@ from .metrics import Outputs, alignment_metrics
 from .params import Params, validate
 from .predictor import fit_predictor, predict_easy, predict_proba
 from .training import predict, seed_everything
-from .tuning_grids import KNOBS, TUNED_AS, grid_points
+from .tuning_grids import KNOBS, TUNED_AS, fixed_table, grid_points
 from .unlearning import METHODS, UnlearnTask
 from .unlearning.common import true_class_margins
 from .unlearning.tmu_targets import target_variant
@@ -138,7 +138,7 @@ def twin_easy_splits(ctx: pipeline.Context,
     predicted = payload["predicted"]
     # Only the oracle, an upper bound, is handed the twin labels themselves.
     splits = {"tmu": predicted, "tmu_random_rank": pipeline.random_rank(ctx, predicted),
-              "tmu_oracle": payload["labels"], "tmu_soft": predicted, "tmu_margin": predicted,
+              "tmu_oracle": payload["labels"], "tmu_hard": predicted, "tmu_soft": predicted, "tmu_margin": predicted,
               "tmu_hard_only": predicted}
     return splits, payload["proba"], meta["seconds"]
 
@@ -261,3 +261,21 @@ def tuned_context(ctx: pipeline.Context, record: dict | None) -> pipeline.Contex
     if record is None:
         return ctx
     return dataclasses.replace(ctx, params=validate(dataclasses.replace(ctx.params, **record["chosen"])))
+
+
+def fixed_context(ctx: pipeline.Context, method: str) -> pipeline.Context:
+    """`ctx` with `method`'s own knobs from the `fixed_knobs` table (`tuning: fixed`); a method the table
+    does not list, or `fixed_knobs: none`, keeps the shared fields. The controls take tmu's knobs, and
+    `tmu` those of the target it computes (its stored name)."""
+    knobs = fixed_table(ctx.params.fixed_knobs).get(pipeline.artefact_name(TUNED_AS.get(method, method), ctx.params))
+    if not knobs:
+        return ctx
+    return dataclasses.replace(ctx, params=validate(dataclasses.replace(ctx.params, **knobs)))
+
+
+def method_context(ctx: pipeline.Context, original: nn.Module, method: str) -> pipeline.Context:
+    """`ctx` with the knobs `method` runs at: chosen on the twin problem (`tuning: twin`, tuned once and
+    cached) or read from the fixed-knobs table (`tuning: fixed`)."""
+    if ctx.params.tuning == "twin":
+        return tuned_context(ctx, tune_methods(ctx, original, [method])[0].get(method))
+    return fixed_context(ctx, method)

@@ -8,7 +8,9 @@ from typing import Any
 
 from scipy.stats import qmc
 
-from .params import FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, ParamsError
+import yaml
+
+from .params import FIXED_KNOBS_DIR, FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, ParamsError
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ KNOBS: dict[str, dict[str, tuple | Scaled]] = {
     "tmu_oracle": _TMU,
     "tmu_all_hard": _TMU,
     "tmu_random_rank": _TMU,
+    "tmu_hard": _TMU,
     "tmu_soft": _TMU,
     "tmu_margin": _TMU,
     "tmu_hard_only": _TMU,
@@ -96,3 +99,21 @@ def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
     names = list(values)
     sobol = qmc.Sobol(len(names), scramble=False).random_base2(TUNE_GRID_POINTS.bit_length() - 1)
     return [{n: values[n][int(x * len(values[n]))] for n, x in zip(names, u)} for u in sobol[:budget]]
+
+
+def fixed_table(name: str) -> dict[str, dict[str, Any]]:
+    """The fixed-knobs table `name` (tmu_utils/fixed_knobs/<name>.yaml; {} for 'none'): per method, as
+    stored (`pipeline.artefact_name`), the knobs it runs at under `tuning: fixed`, each one of its grid's
+    knobs. benchmarks/tune_defaults.py writes these tables from twin tunings on seeds never reported."""
+    if name == "none":
+        return {}
+    path = FIXED_KNOBS_DIR / f"{name}.yaml"
+    table = yaml.safe_load(path.read_text()) or {}
+    for method, knobs in table.items():
+        if method not in KNOBS:
+            raise ParamsError(f"{path}: '{method}' is not a method with tuning knobs")
+        unknown = set(knobs) - set(KNOBS[method])
+        if unknown:
+            raise ParamsError(f"{path}: method '{method}' has no knob(s) {sorted(unknown)}; its knobs are "
+                              f"{sorted(KNOBS[method])}")
+    return table

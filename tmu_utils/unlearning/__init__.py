@@ -19,19 +19,20 @@ from .random_label import random_label
 from .salun import salun
 from .scrub import scrub
 from .tmu import tmu_unlearn
-from .tmu_targets import tmu_by_target, tmu_hard_only, tmu_margin, tmu_soft
+from .tmu_targets import tmu_by_target, tmu_hard_only, tmu_margin, tmu_rank_control, tmu_soft
 
 UnlearnMethod = Callable[[UnlearnTask], nn.Module]
 
-# The hard-flip TMU variants share one function; the pipeline hands each its easy/hard split
-# (tmu_random_rank: the predictor's number of easy samples, chosen at random, a control for the
-# predictor's ranking). `tmu` uses the target `tmu_target` names; tmu_soft, tmu_margin and tmu_hard_only
-# force theirs.
+# The pipeline hands every TMU variant its easy/hard split (tmu_random_rank: the predictor's number of
+# easy samples, chosen at random, a control for the predictor's ranking). `tmu` uses the target
+# `tmu_target` names; tmu_hard, tmu_soft, tmu_margin and tmu_hard_only force theirs; the ranking controls
+# follow tmu's split-based target (tmu_targets.py).
 METHODS: dict[str, UnlearnMethod] = {
     "tmu": tmu_by_target,
-    "tmu_oracle": tmu_unlearn,
+    "tmu_oracle": tmu_rank_control,
     "tmu_all_hard": tmu_unlearn,
-    "tmu_random_rank": tmu_unlearn,
+    "tmu_random_rank": tmu_rank_control,
+    "tmu_hard": tmu_unlearn,
     "tmu_soft": tmu_soft,
     "tmu_margin": tmu_margin,
     "tmu_hard_only": tmu_hard_only,

@@ -9,7 +9,10 @@ Both fine-tune on the hard variant's retain subsample plus all of D_f repeated `
 (every forget sample now has a target to reach, not only the predicted-hard ones).
 - `hard_only`: the hard flip, with the predicted-easy samples left out of the pool, so that they are
   not trained on again (the hard variant makes them more confident than a retrained model is).
-`tmu` follows `tmu_target`; `tmu_soft`, `tmu_margin` and `tmu_hard_only` force their variant.
+`tmu` follows `tmu_target`; `tmu_hard`, `tmu_soft`, `tmu_margin` and `tmu_hard_only` force their
+variant. The ranking controls `tmu_oracle` and `tmu_random_rank` take tmu's split-based target: hard_only
+when `tmu_target` is hard_only, the hard flip otherwise (soft and margin read a P(easy) that the
+controls do not have). `tmu_all_hard` has no easy samples, so both split-based targets agree on it.
 """
 from __future__ import annotations
 
@@ -21,14 +24,20 @@ from .common import (UnlearnTask, method_generator, on_device, original_logits, 
                      start_model, true_class_margins)
 from .tmu import EASY, HARD, RETAIN, fine_tune, tmu_unlearn
 
-VARIANT_OF = {"tmu_soft": "soft", "tmu_margin": "margin", "tmu_hard_only": "hard_only"}  # methods that force one
+VARIANT_OF = {"tmu_hard": "hard", "tmu_soft": "soft", "tmu_margin": "margin",
+              "tmu_hard_only": "hard_only"}  # methods that force one
+RANK_CONTROLS = ("tmu_oracle", "tmu_random_rank")  # controls of tmu's ranking: they follow its split-based target
 
 
 def target_variant(method: str, tmu_target: str) -> str:
-    """The target `method` fine-tunes D_f with: `tmu` follows `tmu_target`, `tmu_soft`, `tmu_margin` and
-    `tmu_hard_only` force theirs, every other method (tmu_oracle, tmu_all_hard, tmu_random_rank
-    included) is `hard`."""
-    return tmu_target if method == "tmu" else VARIANT_OF.get(method, "hard")
+    """The target `method` fine-tunes D_f with: `tmu` follows `tmu_target`; `tmu_hard`, `tmu_soft`,
+    `tmu_margin` and `tmu_hard_only` force theirs; the ranking controls follow `tmu_target` when it is
+    hard_only; every other method (tmu_all_hard included) is `hard`."""
+    if method == "tmu":
+        return tmu_target
+    if method in RANK_CONTROLS and tmu_target == "hard_only":
+        return "hard_only"
+    return VARIANT_OF.get(method, "hard")
 
 
 def _needs_predictor(task: UnlearnTask, variant: str) -> None:
@@ -123,6 +132,11 @@ def tmu_hard_only(task: UnlearnTask) -> nn.Module:
 
 
 def tmu_by_target(task: UnlearnTask) -> nn.Module:
-    """`tmu`: the variant named by `tmu_target` (hard by default)."""
+    """`tmu`: the variant named by `tmu_target`."""
     variants = {"hard": tmu_unlearn, "soft": tmu_soft, "margin": tmu_margin, "hard_only": tmu_hard_only}
     return variants[task.params.tmu_target](task)
+
+
+def tmu_rank_control(task: UnlearnTask) -> nn.Module:
+    """`tmu_oracle` and `tmu_random_rank`: their easy/hard split with tmu's split-based target."""
+    return tmu_unlearn(task, train_easy=task.params.tmu_target != "hard_only")

@@ -1,0 +1,81 @@
+"""The fixed-knobs tables (tmu_utils/fixed_knobs/, `fixed_knobs`): each method's own knobs under
+`tuning: fixed`, how the stored names map TMU's variants and controls onto them, and their errors."""
+from pathlib import Path
+
+import pytest
+
+from tmu_utils import pipeline, tuning, tuning_grids
+from tmu_utils.params import ParamsError, load_params, make_params
+from tmu_utils.unlearning.tmu_targets import target_variant
+
+SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"
+TABLE = {"tmu_hard_only": {"unlearn_lr": 0.002, "hard_repeat": 2}, "tmu": {"unlearn_lr": 0.01, "hard_repeat": 8},
+         "finetune": {"unlearn_lr": 0.02, "unlearn_epochs": 1}}
+
+
+@pytest.fixture
+def table(tmp_path, monkeypatch):
+    """A table `test` in a folder of this test's own, which `fixed_knobs: test` reads."""
+    import yaml
+
+    monkeypatch.setattr(tuning_grids, "FIXED_KNOBS_DIR", tmp_path)
+    monkeypatch.setattr("tmu_utils.params.FIXED_KNOBS_DIR", tmp_path)
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(TABLE))
+    return tmp_path
+
+
+def smoke_context(tmp_path, *overrides):
+    return pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", *overrides]))
+
+
+def test_each_method_runs_at_its_own_row_and_others_at_the_shared_fields(table):
+    ctx = smoke_context(table, "fixed_knobs=test")  # tmu_target hard_only: `tmu` is stored as tmu_hard_only
+    knobs = {m: tuning.fixed_context(ctx, m).params for m in ("tmu", "tmu_hard", "tmu_random_rank", "tmu_oracle",
+                                                               "tmu_all_hard", "finetune", "scrub")}
+    assert (knobs["tmu"].unlearn_lr, knobs["tmu"].hard_repeat) == (0.002, 2)
+    assert (knobs["tmu_hard"].unlearn_lr, knobs["tmu_hard"].hard_repeat) == (0.01, 8)  # the hard flip's row
+    for control in ("tmu_random_rank", "tmu_oracle", "tmu_all_hard"):  # tmu's knobs, whatever their target
+        assert (knobs[control].unlearn_lr, knobs[control].hard_repeat) == (0.002, 2), control
+    assert (knobs["finetune"].unlearn_lr, knobs["finetune"].unlearn_epochs) == (0.02, 1)
+    assert knobs["scrub"] == ctx.params  # not in the table: the shared fields as they are
+    at_hard = smoke_context(table, "fixed_knobs=test", "tmu_target=hard")
+    assert tuning.fixed_context(at_hard, "tmu").params.hard_repeat == 8  # now `tmu` is the hard flip
+
+
+def test_none_and_twin_tuning_ignore_the_table(table):
+    ctx = smoke_context(table, "fixed_knobs=none")
+    assert tuning.fixed_context(ctx, "finetune").params == ctx.params
+    with_table = smoke_context(table, "fixed_knobs=test")
+    # the table is not hashed: the knobs it sets are, so a method it does not list keeps its key
+    assert pipeline.unlearned_key(ctx, "scrub") == pipeline.unlearned_key(with_table, "scrub")
+    assert (pipeline.unlearned_key(tuning.fixed_context(with_table, "finetune"), "finetune")
+            != pipeline.unlearned_key(ctx, "finetune"))
+
+
+def test_the_committed_default_table_is_valid_and_read_by_default():
+    table = tuning_grids.fixed_table(make_params().fixed_knobs)
+    assert table, "params.py's default fixed_knobs names an empty table"
+    assert pipeline.artefact_name("tmu", make_params()) in table  # the default tmu has its own row
+
+
+def test_a_bad_table_or_name_is_a_clear_error(table):
+    with pytest.raises(ParamsError, match="'fixed_knobs' must be 'none' or one of \\['test'\\]"):
+        make_params({"fixed_knobs": "nope"})
+    (table / "bad.yaml").write_text("finetune: {scrub_lr: 0.1}\n")
+    with pytest.raises(ParamsError, match="method 'finetune' has no knob\\(s\\) \\['scrub_lr'\\]"):
+        tuning_grids.fixed_table("bad")
+    (table / "bad.yaml").write_text("retrain: {unlearn_lr: 0.1}\n")
+    with pytest.raises(ParamsError, match="'retrain' is not a method with tuning knobs"):
+        tuning_grids.fixed_table("bad")
+
+
+def test_stored_names_share_what_computes_the_same():
+    hard_only, hard = make_params(), make_params({"tmu_target": "hard"})
+    assert hard_only.tmu_target == "hard_only"
+    assert [pipeline.artefact_name(m, hard_only) for m in ("tmu", "tmu_hard", "tmu_random_rank", "tmu_oracle",
+                                                           "tmu_all_hard", "tmu_hard_only")] == [
+        "tmu_hard_only", "tmu", "tmu_random_rank_hard_only", "tmu_oracle_hard_only", "tmu_all_hard", "tmu_hard_only"]
+    assert [pipeline.artefact_name(m, hard) for m in ("tmu", "tmu_hard", "tmu_random_rank")] == [
+        "tmu", "tmu", "tmu_random_rank"]
+    # the ranking controls take tmu's split-based target only
+    assert target_variant("tmu_random_rank", "soft") == "hard" and target_variant("tmu_oracle", "hard_only") == "hard_only"
