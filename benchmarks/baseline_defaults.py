@@ -1,6 +1,11 @@
 """Each baseline at a few values of its own knob, on the cached default models: the measurement
 behind the baseline defaults in tmu_utils/params.py (each should forget without collapsing).
 
+A RECORD, NOT A SOURCE OF DEFAULTS: it measures against the gold model at seed 0, a reported seed.
+The knobs each method runs at under `tuning: fixed` now come from tmu_utils/fixed_knobs/default.yaml,
+written by benchmarks/tune_defaults.py from twin tunings at seeds never reported (docs/tuning.md).
+It forces `fixed_knobs=none`, so that the shared fields it varies are the ones the methods run at.
+
 Run: python benchmarks/baseline_defaults.py [params/default.yaml] [key=value ...]
 """
 from __future__ import annotations
@@ -25,7 +30,7 @@ GRID = {
 def main() -> None:
     args = sys.argv[1:]
     path = args.pop(0) if args and args[0].endswith(".yaml") else "params/default.yaml"
-    ctx = pipeline.prepare(load_params(path, args + ["progress=false"]))
+    ctx = pipeline.prepare(load_params(path, args + ["progress=false", "fixed_knobs=none"]))
     original, _ = pipeline.original_model(ctx)
     gold, _ = pipeline.gold_model(ctx, 0)
     gold_out = pipeline.model_outputs(ctx, gold)
@@ -34,7 +39,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for method, settings in GRID.items():
         for setting in settings:
-            ctx.params = load_params(path, args + ["progress=false"] + [f"{k}={v}" for k, v in setting.items()])
+            ctx.params = load_params(path, args + ["progress=false", "fixed_knobs=none"] + [f"{k}={v}" for k, v in setting.items()])
             model, seconds = pipeline.unlearn(ctx, method, original)
             m = scoring.score(ctx, pipeline.model_outputs(ctx, model), gold_out, gold_rate)
             label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "defaults"

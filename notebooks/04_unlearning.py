@@ -25,9 +25,10 @@ import time
 import torch
 from IPython.display import Markdown, display
 
-from tmu_utils import generalization, notebooks, pipeline, plots, report, runs, scoring, tuning
+from tmu_utils import generalization, notebooks, pipeline, plots, report, runs, scoring
 from tmu_utils.metrics import accuracy
 from tmu_utils.training import predict, seed_everything
+from tmu_utils.tuning import method_context
 from tmu_utils.unlearning import UnlearnTask
 from tmu_utils.unlearning.common import retain_subset
 from tmu_utils.unlearning.tmu import hard_targets, tmu_unlearn
@@ -113,12 +114,12 @@ print(", ".join(f"{key} {seconds:.1f} s" for key, seconds in tmu_timing.items())
 #   notebook 07 can tell apart. The twin criterion chose `hard_only` without the gold model
 #   (docs/method.md, "Target variants").
 #
-# TMU runs at its own row of the fixed-knobs table; `tuning.method_context` hands it those knobs.
+# TMU runs at its own row of the fixed-knobs table; `method_context` hands it those knobs.
 
 # %%
 rx, ry = ctx.subset("retain")
 fx, fy = ctx.subset("forget")
-tmu_params = tuning.method_context(ctx, refs.original, "tmu").params
+tmu_params = method_context(ctx, refs.original, "tmu").params
 print(f"tmu runs at unlearn_lr {tmu_params.unlearn_lr}, hard_repeat {tmu_params.hard_repeat} "
       f"(tuning {params.tuning}, fixed_knobs {params.fixed_knobs})")
 task = UnlearnTask(refs.original, rx, ry, fx, fy, ctx.dataset.num_classes, tmu_params, ctx.device, easy=pred.easy,

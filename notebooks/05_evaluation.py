@@ -182,17 +182,19 @@ if params.forget_scenario != "class":  # forgetting a whole class: every sample 
 # %% [markdown]
 # At the demo's own parameters the numbers that matter are guarded with margins taken from their
 # measured spread, not from the room a comparison happens to have:
-# - TMU's Δ may exceed the noise floor's by at most 1.5 pp: over the 16 independently seeded demo
-#   replicas of benchmarks/results/population, one run's Δ has a standard deviation of 0.36 pp for
-#   TMU and 0.34 pp for the floor, so their difference one of 0.5 pp, and 1.5 pp is three of them.
-#   The untouched original sits 4.3 pp away, so a TMU that stopped unlearning fails here.
+# - TMU's Δ may exceed the noise floor's by at most 2 pp: over the 16 independently seeded demo
+#   replicas of benchmarks/results/population (at the fixed knobs), one run's Δ is 1.11 pp on
+#   average with a standard deviation of 0.60 pp for TMU, and 0.42 pp with 0.34 pp for the floor,
+#   so their difference is 0.69 pp with a standard deviation of 0.69 pp, and 2 pp is that mean
+#   plus about two of them. The untouched original sits 3.9 pp above the floor on average, so a
+#   TMU that stopped unlearning fails here.
 # - The predictor's AUC is 0.971 at this seed; over five seeds of params/default.yaml
 #   (benchmarks/results/default_seeds) it varies with a standard deviation of 0.0022, so it must
 #   stay above 0.971 − 5 × 0.0022 = 0.960.
 
 # %%
 if notebooks.computes_as(params, "params/demo.yaml"):
-    assert tmu["delta_forget"] <= floor["delta_forget"] + 0.015, (tmu["delta_forget"], floor["delta_forget"])
+    assert tmu["delta_forget"] <= floor["delta_forget"] + 0.02, (tmu["delta_forget"], floor["delta_forget"])
     assert results["predictor"]["auc"] > 0.971 - 5 * 0.0022, results["predictor"]["auc"]
 
 # %% [markdown]
