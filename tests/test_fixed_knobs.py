@@ -79,3 +79,26 @@ def test_stored_names_share_what_computes_the_same():
         "tmu", "tmu", "tmu_random_rank"]
     # the ranking controls take tmu's split-based target only
     assert target_variant("tmu_random_rank", "soft") == "hard" and target_variant("tmu_oracle", "hard_only") == "hard_only"
+
+
+def test_a_fixed_run_hands_each_method_its_row(table, monkeypatch):
+    """scoring.method_outputs, which every run, notebook and population goes through, applies the row."""
+    from tmu_utils import generalization, scoring
+
+    seen = {}
+
+    def spy(ctx, method, original, easy=None, **target_inputs):
+        seen[method] = (ctx.params.unlearn_lr, ctx.params.unlearn_epochs, ctx.params.hard_repeat)
+        raise StopIteration  # the knobs are all this test needs
+
+    ctx = smoke_context(table, "fixed_knobs=test")
+    original, _ = pipeline.original_model(ctx)
+    pred, _ = generalization.tmu_predict_easy(ctx, original)
+    refs = scoring.References(original, None, None, None, {})
+    monkeypatch.setattr(pipeline, "unlearned_outputs", spy)
+    for method in ("tmu", "finetune", "scrub"):
+        with pytest.raises(StopIteration):
+            scoring.method_outputs(ctx, refs, method, pred)
+    flat = ctx.params
+    assert seen == {"tmu": (0.002, flat.unlearn_epochs, 2), "finetune": (0.02, 1, flat.hard_repeat),
+                    "scrub": (flat.unlearn_lr, flat.unlearn_epochs, flat.hard_repeat)}
