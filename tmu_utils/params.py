@@ -94,8 +94,9 @@ class Params:
     # --- unlearning (docs/method.md: unlearning) ---
     methods: list = field(default_factory=lambda: list(DEFAULT_METHODS))  # methods to run and score
     unlearn_epochs: int = 3  # epochs of every fine-tuning-based unlearning method
-    # 0.005 rather than 0.02: on the default, 0.02 and 0.01 cost TMU 2-2.6 pp of test accuracy
-    # against the gold model, 0.005 about 1 pp, with a smaller Δ (benchmarks/unlearning_defaults.py).
+    # The shared unlearning knobs below (and each baseline's) are the centres of the tuning grids and
+    # the values of a method without a row in the fixed-knobs table (`fixed_knobs`, docs/tuning.md).
+    # They were first chosen against a gold model at seed 0 (benchmarks/*_defaults.py, a record).
     unlearn_lr: float = 0.005  # SGD learning rate of the unlearning fine-tune
     unlearn_batch_size: int = 128  # batch size of the unlearning fine-tune
     retain_fraction: float = 0.3  # share of D_r replayed during unlearning (efficiency knob)
@@ -122,7 +123,7 @@ class Params:
     salun_sparsity: float = 0.5  # share of weights kept trainable by SalUn's saliency mask
     l1_sparse_alpha: float = 5e-4  # initial L1 penalty of l1_sparse, decays linearly to 0
     # --- tuning (docs/tuning.md) ---
-    tuning: str = "fixed"  # fixed | twin: keep the knobs above, or choose each method's per run on the twin problem
+    tuning: str = "fixed"  # fixed | twin: each method at its fixed_knobs row, or its knobs chosen per run on the twin problem
     tune_budget: int = 8  # grid points every method gets when tuning on the twin problem (1 to 16)
     fixed_knobs: str = "default"  # none | a table of tmu_utils/fixed_knobs/: each method's own knobs at tuning fixed
     # --- evaluation (docs/method.md: single-run metrics) ---

@@ -6,9 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from scipy.stats import qmc
-
 import yaml
+from scipy.stats import qmc
 
 from .params import FIXED_KNOBS_DIR, FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, ParamsError
 
