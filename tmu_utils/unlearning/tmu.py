@@ -38,7 +38,10 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
     p, device = task.params, task.device
     x, source = on_device(task, x, source)
     opt = unlearn_optimizer(model, p)
-    noise_gen = torch.Generator(device=device).manual_seed(task.run_seed) if p.noise_std > 0 else None
+    # noise only where there are EASY rows to draw it for (hard_only's pool has none): the draws come
+    # from a generator of their own, so skipping them changes nothing else
+    noisy = p.noise_std > 0 and bool((source == EASY).any())
+    noise_gen = torch.Generator(device=device).manual_seed(task.run_seed) if noisy else None
     for _ in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, generator):
             xb, sb = batch_input(x, idx, device), source[idx].to(device)
