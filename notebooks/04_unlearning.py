@@ -127,7 +127,8 @@ task = UnlearnTask(refs.original, rx, ry, fx, fy, ctx.dataset.num_classes, tmu_p
 hard = (~task.easy).nonzero().flatten()
 train_easy = params.tmu_target != "hard_only"  # the hard flip trains on the easy samples too
 pool = {"retain (true labels)": retain_subset(task, torch.Generator().manual_seed(0)).numel(),
-        "predicted easy (true labels, noisy)": int(task.easy.sum()) if train_easy else 0,
+        ("predicted easy (true labels, noisy)" if train_easy else "predicted easy (left out)"):
+            int(task.easy.sum()) if train_easy else 0,
         f"predicted hard (new labels) × {tmu_params.hard_repeat}": len(hard) * tmu_params.hard_repeat}
 display(Markdown(report.markdown_table(["pool rows", "count"], [[kind, n] for kind, n in pool.items()])))
 
