@@ -186,9 +186,10 @@ def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
     pred, _ = generalization.tmu_predict_easy(ctx, original)
     tx, ty = ctx.subset("twin_forget")
     assert torch.equal(pred.reference_margins, true_class_margins(predict(original, tx, ctx.device), ty))
-    records, _ = tuning.tune_methods(ctx, original, ["tmu_soft", "tmu_margin"])
-    assert list(records) == ["tmu_soft", "tmu_margin"] and all(len(r["grid"]) == 1 for r in records.values())
-    for method in ("tmu_soft", "tmu_margin"):
+    variants = ["tmu_soft", "tmu_margin", "tmu", "tmu_hard"]  # `tmu` is hard_only at the default target
+    records, _ = tuning.tune_methods(ctx, original, variants)
+    assert list(records) == variants and all(len(r["grid"]) == 1 for r in records.values())
+    for method in variants:
         model, seconds = pipeline.unlearn(tuning.tuned_context(ctx, records[method]), method, original, pred.easy,
                                           easy_proba=pred.proba, reference_margins=pred.reference_margins)
         assert seconds > 0
