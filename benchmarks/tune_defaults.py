@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from tmu_utils import pipeline, tuning, tuning_grids
-from tmu_utils.params import FIXED_KNOBS_DIR, Params, load_params
+from tmu_utils.params import FIXED_KNOBS_DIR, Params, fixed_knobs_path, load_params
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = Path(args.params).stem
     table = Path(args.tables) / f"{name}.yaml"
-    before = tuning_grids.fixed_table(name) if (FIXED_KNOBS_DIR / f"{name}.yaml").is_file() else {}
+    before = tuning_grids.fixed_table(name) if fixed_knobs_path(name).is_file() else {}
     (out / f"{name}.json").write_text(json.dumps({"params": args.params, "overrides": args.overrides,
                                                   "seeds": per_seed, "median": chosen}, indent=1))
     (out / f"{name}.md").write_text(markdown(name, per_seed, chosen, before, defaults))

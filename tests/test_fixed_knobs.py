@@ -18,8 +18,7 @@ def table(tmp_path, monkeypatch):
     """A table `test` in a folder of this test's own, which `fixed_knobs: test` reads."""
     import yaml
 
-    monkeypatch.setattr(tuning_grids, "FIXED_KNOBS_DIR", tmp_path)
-    monkeypatch.setattr("tmu_utils.params.FIXED_KNOBS_DIR", tmp_path)
+    monkeypatch.setattr("tmu_utils.params.FIXED_KNOBS_DIR", tmp_path)  # where fixed_knobs_path looks
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(TABLE))
     return tmp_path
 

@@ -236,7 +236,7 @@ def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaul
     written = json.loads((out / "smoke.json").read_text())
     # by stored name: at the default target `tmu` is tmu_hard_only and tmu_hard the hard flip `tmu`
     assert list(written["seeds"]) == ["100"] and list(written["median"]) == ["tmu_hard_only", "tmu", "neggrad"]
-    monkeypatch.setattr(tuning_grids, "FIXED_KNOBS_DIR", out)
+    monkeypatch.setattr("tmu_utils.params.FIXED_KNOBS_DIR", out)
     assert tuning_grids.fixed_table("smoke") == written["median"]  # the table `fixed_knobs: smoke` would read
     for method, knobs in written["median"].items():
         assert knobs == written["seeds"]["100"][method]["chosen"]  # one seed: its own choice

@@ -30,6 +30,11 @@ UNLEARNING_METHODS = (
 # variants the twin criterion ranked below it, are compared in the population benchmark (docs/method.md).
 DEFAULT_METHODS = tuple(m for m in UNLEARNING_METHODS if m not in ("tmu_soft", "tmu_margin", "tmu_hard_only"))
 FIXED_KNOBS_DIR = Path(__file__).resolve().parent / "fixed_knobs"  # the tables `fixed_knobs` names
+
+
+def fixed_knobs_path(name: str) -> Path:
+    """The file of the fixed-knobs table `name` (the one place that knows where the tables live)."""
+    return FIXED_KNOBS_DIR / f"{name}.yaml"
 TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning_grids.py): tune_budget's ceiling
 
 
@@ -107,14 +112,9 @@ class Params:
     hard_repeat: int = 4  # times each hard sample appears per epoch: its weight in the objective
     noise_std: float = 0.05  # std of Gaussian input noise on easy forget samples (0 disables)
     # --- baselines (docs/method.md: unlearning); each field is prefixed with its method ---
-    # NegGrad is knife-edge on the default (benchmarks/baseline_defaults.py, 3 epochs): 1e-4 barely
-    # moves forget accuracy (97.1 -> 96.5 %), 1.5e-4 brings it to the gold model's (92 %, test 87.5 %),
-    # 2e-4 collapses test accuracy to 74 % and 5e-4 diverges to NaN.
     neggrad_lr: float = 1.5e-4  # ascent learning rate of neggrad
     neggrad_plus_alpha: float = 0.5  # weight of forget ascent against retain descent
     bad_teacher_temperature: float = 1.0  # distillation temperature of bad_teacher
-    # SCRUB on the default: 1e-3 changes nothing, 2e-3 brings forget accuracy to 90.5 % (test 87.9 %),
-    # 5e-3 takes every accuracy down to ~78 %.
     scrub_lr: float = 0.002  # SGD learning rate of SCRUB (its max-steps diverge at unlearn_lr)
     scrub_max_epochs: int = 2  # epochs with forget max-steps (then only min-steps)
     scrub_alpha: float = 1.0  # weight of the KL term in SCRUB's min-step
@@ -258,7 +258,7 @@ def validate(p: Params) -> Params:
     if p.tune_budget > TUNE_GRID_POINTS:
         raise ParamsError(f"parameter 'tune_budget' must not exceed {TUNE_GRID_POINTS}, the candidate points of every "
                           f"method's tuning grid; got {p.tune_budget}")
-    if p.fixed_knobs != "none" and not (FIXED_KNOBS_DIR / f"{p.fixed_knobs}.yaml").is_file():
+    if p.fixed_knobs != "none" and not fixed_knobs_path(p.fixed_knobs).is_file():
         tables = sorted(f.stem for f in FIXED_KNOBS_DIR.glob("*.yaml"))
         raise ParamsError(f"parameter 'fixed_knobs' must be 'none' or one of {tables}; got {p.fixed_knobs!r}")
     if p.knn_k > p.bank_per_class:

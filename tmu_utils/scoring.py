@@ -48,10 +48,10 @@ def method_outputs(ctx: pipeline.Context, refs: References, method: str,
     from .tuning import method_context  # its knobs: twin-tuned (cached: tuned once) or the fixed table's
 
     ctx = method_context(ctx, refs.original, method)
-    easy = {"tmu": lambda: pred.easy, "tmu_random_rank": lambda: pipeline.random_rank(ctx, pred.easy),
-            "tmu_oracle": lambda: refs.true_easy, "tmu_all_hard": lambda: torch.zeros_like(refs.true_easy),
-            "tmu_hard": lambda: pred.easy, "tmu_soft": lambda: pred.easy, "tmu_margin": lambda: pred.easy,
-            "tmu_hard_only": lambda: pred.easy}
+    # every twin-based variant gets the predictor's split; the controls get theirs
+    easy = {m: (lambda: pred.easy) for m in pipeline.TWIN_METHODS}
+    easy.update(tmu_random_rank=lambda: pipeline.random_rank(ctx, pred.easy), tmu_oracle=lambda: refs.true_easy,
+                tmu_all_hard=lambda: torch.zeros_like(refs.true_easy))
     target_inputs = {}
     if target_variant(method, ctx.params.tmu_target) != "hard":  # soft and margin read P(easy) and the reference
         target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}

@@ -137,9 +137,8 @@ def twin_easy_splits(ctx: pipeline.Context,
         ctx.cache.save("twin_easy", ctx.key(EASY_FIELDS), payload, meta)
     predicted = payload["predicted"]
     # Only the oracle, an upper bound, is handed the twin labels themselves.
-    splits = {"tmu": predicted, "tmu_random_rank": pipeline.random_rank(ctx, predicted),
-              "tmu_oracle": payload["labels"], "tmu_hard": predicted, "tmu_soft": predicted, "tmu_margin": predicted,
-              "tmu_hard_only": predicted}
+    splits = {m: predicted for m in pipeline.TWIN_METHODS}
+    splits.update(tmu_random_rank=pipeline.random_rank(ctx, predicted), tmu_oracle=payload["labels"])
     return splits, payload["proba"], meta["seconds"]
 
 

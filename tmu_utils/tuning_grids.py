@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from scipy.stats import qmc
 
-from .params import FIXED_KNOBS_DIR, FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, ParamsError
+from .params import FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, ParamsError, fixed_knobs_path
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def fixed_table(name: str) -> dict[str, dict[str, Any]]:
     knobs. benchmarks/tune_defaults.py writes these tables from twin tunings on seeds never reported."""
     if name == "none":
         return {}
-    path = FIXED_KNOBS_DIR / f"{name}.yaml"
+    path = fixed_knobs_path(name)
     table = yaml.safe_load(path.read_text()) or {}
     for method, knobs in table.items():
         if method not in KNOBS:
