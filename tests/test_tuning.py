@@ -13,6 +13,7 @@ from tmu_utils.__main__ import main
 from tmu_utils.metrics import Outputs
 from tmu_utils.params import TUNE_GRID_POINTS, UNLEARNING_METHODS, ParamsError, load_params, make_params
 from tmu_utils.twin import accuracy
+from tmu_utils.unlearning.common import EPOCH_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -50,7 +51,9 @@ def test_cli_twin_run_records_equal_budgets_and_the_best_point(twin_run):
         assert all(0 <= s <= 1 for s in record["scores"]), method
         best = max(range(len(grid)), key=lambda i: (record["scores"][i], -i))
         assert record["chosen"] == grid[best], method
-        assert record["tuning_s"] >= sum(record["seconds"]) > 0
+        runs = [i for i, r in enumerate(record["read_from"]) if r == i]  # the points actually run
+        assert all(record["read_from"][r] == r for r in record["read_from"]), method
+        assert record["tuning_s"] >= sum(record["seconds"][i] for i in runs) > 0
     assert twin_run["timing"]["tuning_shared_s"] > 0
     assert set(twin_run["methods"]) == {"original", "retrain", *TUNED}
 
@@ -97,6 +100,33 @@ def test_tuning_and_unlearning_never_touch_the_gold_model(tmp_path, monkeypatch)
         model, seconds = pipeline.unlearn(tuning.tuned_context(ctx, records[method]), method, original, easy)
         assert seconds > 0
     assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built
+
+
+@pytest.mark.parametrize("method", EPOCH_PREFIX)
+def test_points_read_off_a_longer_run_equal_their_own_runs(method, twin_run, cache_dir):
+    ctx = smoke_context(cache_dir)
+    original, _ = pipeline.original_model(ctx)
+    problem = tuning.twin_problem(ctx, original)
+    record = tuning.tune_method(ctx, problem, method, None)
+    grid = record["grid"]
+    shared = [i for i, r in enumerate(record["read_from"]) if r != i]
+    assert shared and all(grid[i]["unlearn_epochs"] < grid[record["read_from"][i]]["unlearn_epochs"] for i in shared)
+    for i in range(len(grid)):
+        (outputs, seconds), = tuning.twin_unlearn(ctx, problem, method, dataclasses.replace(ctx.params, **grid[i]),
+                                                  None).values()
+        score, _ = tuning.alignment_score(outputs, problem.gold_outputs, problem.labels)
+        assert score == record["scores"][i], (method, grid[i])  # the same bits, not merely close
+
+
+def test_only_epoch_prefix_methods_are_read_after_each_epoch(twin_run, cache_dir):
+    ctx = smoke_context(cache_dir)
+    original, _ = pipeline.original_model(ctx)
+    problem = tuning.twin_problem(ctx, original)
+    assert tuning.shared_runs("l1_sparse", tuning.grid_points("l1_sparse", ctx.params)) == {i: [i] for i in range(8)}
+    with pytest.raises(ValueError, match="scrub"):
+        tuning.twin_unlearn(ctx, problem, "scrub", ctx.params, None, read_at=(1,))
+    with pytest.raises(RuntimeError, match="never reached"):  # a read past the run's last epoch
+        tuning.twin_unlearn(ctx, problem, "finetune", ctx.params, None, read_at=(ctx.params.unlearn_epochs + 1,))
 
 
 def test_tmu_twin_split_is_out_of_fold(twin_run, cache_dir, monkeypatch):

@@ -13,6 +13,7 @@ Nothing here touches M_g or M_g'.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -32,7 +33,7 @@ from .predictor import fit_predictor, predict_easy, predict_proba
 from .training import predict, seed_everything
 from .tuning_grids import KNOBS, TUNED_AS, fixed_table, grid_points
 from .unlearning import METHODS, UnlearnTask
-from .unlearning.common import true_class_margins
+from .unlearning.common import EPOCH_PREFIX, true_class_margins
 from .unlearning.tmu_targets import target_variant
 
 # Members and test images each grid point is scored on (and all of D_tf): an accuracy's standard
@@ -171,30 +172,77 @@ def twin_reference_margins(ctx: pipeline.Context, twin: nn.Module) -> torch.Tens
 
 
 def twin_unlearn(ctx: pipeline.Context, problem: TwinProblem, method: str, params: Params,
-                 easy: torch.Tensor | None, **target_inputs: torch.Tensor | None) -> tuple[Outputs, float]:
-    """Run `method` with `params` on the twin problem: its outputs on the scoring sets and its wall time.
+                 easy: torch.Tensor | None, read_at: tuple[int, ...] = (),
+                 **target_inputs: torch.Tensor | None) -> dict[int, tuple[Outputs, float]]:
+    """Run `method` with `params` on the twin problem: its outputs on the scoring sets and its wall time,
+    keyed by the epochs run. Besides `params.unlearn_epochs`, each epoch count in `read_at` (methods in
+    EPOCH_PREFIX only) is read off this run after that epoch: what a run stopped there would give, its
+    time the unlearning up to that epoch (the reading itself is not counted).
     `target_inputs` are the TMU targets' `easy_proba` and `reference_margins`, when it reads them."""
     seed = ctx.seeds["unlearning"]
+    results: dict[int, tuple[Outputs, float]] = {}
+    reading = [0.0]  # seconds spent reading, left out of the unlearning time
+
+    def scored(model: nn.Module) -> Outputs:
+        return Outputs(*(predict(model, problem.eval_x[s], ctx.device) for s in ("forget", "retain", "test")))
+
+    def read(epochs_done: int, model: nn.Module) -> None:
+        if epochs_done in read_at:
+            if ctx.device.type == "cuda":
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            # a copy: `predict` switches a model to eval mode and may change its memory format
+            results[epochs_done] = (scored(copy.deepcopy(model)), now - start - reading[0])
+            reading[0] += time.perf_counter() - now
+
+    if read_at and method not in EPOCH_PREFIX:
+        raise ValueError(f"method '{method}' cannot be read off after each epoch (EPOCH_PREFIX)")
     task = UnlearnTask(problem.original, problem.retain_x, problem.retain_y, problem.forget_x, problem.forget_y,
-                       ctx.dataset.num_classes, params, ctx.device, easy=easy, seed=seed, **target_inputs)
+                       ctx.dataset.num_classes, params, ctx.device, easy=easy, seed=seed,
+                       on_epoch=read if read_at else None, **target_inputs)
     seed_everything(seed)
     start = time.perf_counter()
     model = METHODS[method](task)
     if ctx.device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return Outputs(*(predict(model, problem.eval_x[s], ctx.device) for s in ("forget", "retain", "test"))), seconds
+    seconds = time.perf_counter() - start - reading[0]
+    results[params.unlearn_epochs] = (scored(model), seconds)
+    missing = set(read_at) - set(results)
+    if missing:
+        raise RuntimeError(f"method '{method}' never reached epoch(s) {sorted(missing)} of {params.unlearn_epochs}")
+    return results
+
+
+def shared_runs(method: str, grid: list[dict[str, Any]]) -> dict[int, list[int]]:
+    """Which grid points are run, each with the points read off it (itself included). For a method in
+    EPOCH_PREFIX, the points that differ only in `unlearn_epochs` are read off one run of the longest:
+    the same outputs as separate runs, for less unlearning (docs/tuning.md)."""
+    if method not in EPOCH_PREFIX or not grid or "unlearn_epochs" not in grid[0]:
+        return {i: [i] for i in range(len(grid))}
+    groups: dict[str, list[int]] = {}
+    for i, point in enumerate(grid):
+        groups.setdefault(json.dumps({k: v for k, v in point.items() if k != "unlearn_epochs"}, sort_keys=True),
+                          []).append(i)
+    return {max(g, key=lambda i: grid[i]["unlearn_epochs"]): g for g in groups.values()}
 
 
 def tune_method(ctx: pipeline.Context, problem: TwinProblem, method: str, easy: torch.Tensor | None,
                 **target_inputs: torch.Tensor | None) -> dict:
-    """Score every grid point of `method` on the twin problem; choose the best (first on ties)."""
+    """Score every grid point of `method` on the twin problem; choose the best (first on ties).
+    `read_from[i]`: the grid point whose run point i was read off (i itself unless shared_runs)."""
     start = time.perf_counter()
     grid = grid_points(method, ctx.params)
-    record: dict[str, Any] = {"grid": grid, "scores": [], "tow": [], "activation_distance": [], "seconds": []}
-    for point in grid:
-        outputs, seconds = twin_unlearn(ctx, problem, method, dataclasses.replace(ctx.params, **point), easy,
-                                        **target_inputs)
+    settings = [dataclasses.replace(ctx.params, **point) for point in grid]
+    results: list[tuple[Outputs, float]] = [None] * len(grid)  # type: ignore[list-item]
+    read_from = list(range(len(grid)))
+    for run, points in sorted(shared_runs(method, grid).items()):
+        read_at = tuple(settings[i].unlearn_epochs for i in points if i != run)
+        outputs = twin_unlearn(ctx, problem, method, settings[run], easy, read_at, **target_inputs)
+        for i in points:
+            results[i], read_from[i] = outputs[settings[i].unlearn_epochs], run
+    record: dict[str, Any] = {"grid": grid, "scores": [], "tow": [], "activation_distance": [], "seconds": [],
+                              "read_from": read_from}
+    for outputs, seconds in results:
         score, metrics = alignment_score(outputs, problem.gold_outputs, problem.labels)
         record["scores"].append(score)
         record["tow"].append(metrics["tow"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -32,11 +33,26 @@ class UnlearnTask:
     easy_proba: torch.Tensor | None = None  # P(easy) per D_f sample from the predictor (TMU's soft and margin targets)
     # margins of samples the original never saw, whose distribution D_f's should take (TMU's margin target)
     reference_margins: torch.Tensor | None = None
+    # called as on_epoch(epochs_done, model) after each epoch by the methods in EPOCH_PREFIX (the tuner
+    # reads shorter runs off a longer one); it must leave the model and every generator as it found them
+    on_epoch: Callable[[int, nn.Module], None] | None = None
 
     @property
     def run_seed(self) -> int:
         """The seed of this unlearning run's draws (retain subsample, wrong labels, noise)."""
         return self.params.seed if self.seed is None else self.seed
+
+
+# Methods whose run at `unlearn_epochs` e is exactly the first e epochs of a longer run with the same
+# other knobs: a constant rate and no schedule, draws per epoch from their own generator, and a call
+# to `end_of_epoch` after every epoch.
+EPOCH_PREFIX = ("finetune", "random_label")
+
+
+def end_of_epoch(task: UnlearnTask, epochs_done: int, model: nn.Module) -> None:
+    """Hand the model to `task.on_epoch`, if any, after `epochs_done` epochs."""
+    if task.on_epoch is not None:
+        task.on_epoch(epochs_done, model)
 
 
 def start_model(task: UnlearnTask) -> nn.Module:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, retain_subset, start_model,
-                     unlearn_optimizer)
+from .common import (UnlearnTask, batch_input, batches, end_of_epoch, method_generator, on_device, retain_subset,
+                     start_model, unlearn_optimizer)
 
 
 def finetune(task: UnlearnTask) -> nn.Module:
@@ -19,10 +19,11 @@ def finetune(task: UnlearnTask) -> nn.Module:
     retain = retain_subset(task, gen)
     x, y = on_device(task, task.retain_x[retain], task.retain_y[retain])
     opt = unlearn_optimizer(model, p)
-    for _ in range(p.unlearn_epochs):
+    for epoch in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, gen):
             loss = F.cross_entropy(model(batch_input(x, idx, device)), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        end_of_epoch(task, epoch + 1, model)
     return model.eval()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, random_wrong_labels,
+from .common import (UnlearnTask, batch_input, batches, end_of_epoch, method_generator, on_device, random_wrong_labels,
                      retain_subset, start_model, unlearn_optimizer)
 
 
@@ -23,10 +23,11 @@ def random_label(task: UnlearnTask) -> nn.Module:
     y = torch.cat([task.retain_y[retain], wrong])
     x, y = on_device(task, x, y)
     opt = unlearn_optimizer(model, p)
-    for _ in range(p.unlearn_epochs):
+    for epoch in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, gen):
             loss = F.cross_entropy(model(batch_input(x, idx, device)), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        end_of_epoch(task, epoch + 1, model)
     return model.eval()
