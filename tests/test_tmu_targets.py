@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmu_utils import generalization, pipeline, tuning
+from tmu_utils import generalization, pipeline, tuning, tuning_problem
 from tmu_utils.params import ParamsError, load_params, make_params
 from tmu_utils.training import predict
 from tmu_utils.unlearning import METHODS
@@ -200,14 +200,14 @@ def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
 def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_margins(tmp_path, monkeypatch):
     ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tune_budget=1"]))
     original, _ = pipeline.original_model(ctx)
-    twin, _ = tuning.tuning_twin(ctx, original)  # the twin problem's original (matched to M_o's memorisation)
+    twin, _ = tuning_problem.tuning_twin(ctx, original)  # the twin problem's original (matched to M_o's memorisation)
     seen = []
-    real_predict = tuning.predict
-    monkeypatch.setattr(tuning, "predict", lambda model, *args: seen.append(model) or real_predict(model, *args))
-    reference = tuning.twin_reference_margins(ctx, twin)
+    real_predict = tuning_problem.predict
+    monkeypatch.setattr(tuning_problem, "predict", lambda model, *args: seen.append(model) or real_predict(model, *args))
+    reference = tuning_problem.twin_reference_margins(ctx, twin)
     assert seen == [twin]  # M_t's margins, never M_o's: M_o is the twin problem's gold model
     # holdout samples outside D_tf, at most D_tf's count per class (smoke's holdout is short of some)
-    idx = tuning.twin_reference_indices(ctx)
+    idx = tuning_problem.twin_reference_indices(ctx)
     labels = ctx.dataset.train_y
     assert torch.isin(idx, ctx.splits.holdout).all() and not torch.isin(idx, ctx.splits.twin_forget).any()
     wanted = torch.bincount(labels[ctx.splits.twin_forget], minlength=10)
@@ -215,13 +215,13 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
     assert len(reference) == len(idx)
 
     handed = {}
-    monkeypatch.setattr(tuning, "predict", real_predict)
+    monkeypatch.setattr(tuning_problem, "predict", real_predict)
     real = tuning.METHODS["tmu_margin"]
     monkeypatch.setitem(tuning.METHODS, "tmu_margin", lambda task: handed.update(task=task) or real(task))
     tuning.tune_methods(ctx, original, ["tmu_margin"])
     predictor_twin, _ = pipeline.twin_model(ctx, original)
     raw, _ = pipeline.generalization_features(ctx, original, predictor_twin, pipeline.curriculum_model(ctx)[0])
-    easy, proba = tuning.out_of_fold_easy(ctx, raw)  # out of fold: never a fit on the sample's own label
+    easy, proba = tuning_problem.out_of_fold_easy(ctx, raw)  # out of fold: never a fit on the sample's own label
     task = handed["task"]
     assert torch.equal(task.easy, easy) and torch.equal(task.easy_proba, proba)
     assert torch.equal(task.reference_margins, reference)
@@ -256,10 +256,10 @@ def test_choose_target_on_one_smoke_seed_trains_no_gold_model(tmp_path, monkeypa
 def test_twin_splits_cached_before_the_variants_gain_their_proba(tmp_path):
     ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
     original, _ = pipeline.original_model(ctx)
-    splits, proba, _ = tuning.twin_easy_splits(ctx, original)
-    key = ctx.key(tuning.EASY_FIELDS)
+    splits, proba, _ = tuning_problem.twin_easy_splits(ctx, original)
+    key = ctx.key(tuning_problem.EASY_FIELDS)
     old, meta = ctx.cache.load("twin_easy", key)
     ctx.cache.save("twin_easy", key, {k: v for k, v in old.items() if k != "proba"}, meta)  # as stored before
-    again, proba_again, _ = tuning.twin_easy_splits(ctx, original)
+    again, proba_again, _ = tuning_problem.twin_easy_splits(ctx, original)
     assert torch.equal(proba_again, proba) and torch.equal(again["tmu"], splits["tmu"])
     assert "proba" in ctx.cache.load("twin_easy", key)[0]  # and stored for next time

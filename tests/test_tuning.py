@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmu_utils import generalization, pipeline, runs, tuning, tuning_grids
+from tmu_utils import generalization, pipeline, runs, tuning, tuning_grids, tuning_problem
 from tmu_utils.__main__ import main
 from tmu_utils.metrics import Outputs
 from tmu_utils.params import TUNE_GRID_POINTS, UNLEARNING_METHODS, ParamsError, load_params, make_params
@@ -106,7 +106,7 @@ def test_tuning_and_unlearning_never_touch_the_gold_model(tmp_path, monkeypatch)
 def test_points_read_off_a_longer_run_equal_their_own_runs(method, twin_run, cache_dir):
     ctx = smoke_context(cache_dir)
     original, _ = pipeline.original_model(ctx)
-    problem = tuning.twin_problem(ctx, original)
+    problem = tuning_problem.twin_problem(ctx, original)
     record = tuning.tune_method(ctx, problem, method, None)
     grid = record["grid"]
     shared = [i for i, r in enumerate(record["read_from"]) if r != i]
@@ -121,7 +121,7 @@ def test_points_read_off_a_longer_run_equal_their_own_runs(method, twin_run, cac
 def test_only_epoch_prefix_methods_are_read_after_each_epoch(twin_run, cache_dir):
     ctx = smoke_context(cache_dir)
     original, _ = pipeline.original_model(ctx)
-    problem = tuning.twin_problem(ctx, original)
+    problem = tuning_problem.twin_problem(ctx, original)
     assert tuning.shared_runs("l1_sparse", tuning.grid_points("l1_sparse", ctx.params)) == {i: [i] for i in range(8)}
     with pytest.raises(ValueError, match="scrub"):
         tuning.twin_unlearn(ctx, problem, "scrub", ctx.params, None, read_at=(1,))
@@ -136,14 +136,14 @@ def test_tmu_twin_split_is_out_of_fold(twin_run, cache_dir, monkeypatch):
     raw, _ = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])
     g = raw["twin_labels"]
     rows = []
-    fit = tuning.fit_predictor
+    fit = tuning_problem.fit_predictor
 
     def spy(features, labels, *args):
         rows.append(len(labels))
         return fit(features, labels, *args)
 
-    monkeypatch.setattr(tuning, "fit_predictor", spy)
-    easy, proba = tuning.out_of_fold_easy(ctx, raw)
+    monkeypatch.setattr(tuning_problem, "fit_predictor", spy)
+    easy, proba = tuning_problem.out_of_fold_easy(ctx, raw)
     n = len(g)
     # one predictor per fold, each fitted without its fold: every sample is held out exactly once
     assert len(rows) == ctx.params.cv_folds and sum(n - r for r in rows) == n
@@ -158,8 +158,8 @@ def test_tmu_is_handed_the_out_of_fold_split_and_only_the_oracle_the_labels(twin
     original, _ = pipeline.original_model(ctx)
     n = len(ctx.splits.twin_forget)
     planted = torch.arange(n) % 3 == 0
-    monkeypatch.setattr(tuning, "out_of_fold_easy", lambda ctx, raw: (planted.clone(), planted.float()))
-    splits, proba, _ = tuning.twin_easy_splits(ctx, original)
+    monkeypatch.setattr(tuning_problem, "out_of_fold_easy", lambda ctx, raw: (planted.clone(), planted.float()))
+    splits, proba, _ = tuning_problem.twin_easy_splits(ctx, original)
     twin, _ = pipeline.twin_model(ctx, original)
     g = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])[0]["twin_labels"]
     assert torch.equal(splits["tmu"], planted) and torch.equal(splits["tmu_oracle"], g)
@@ -287,7 +287,7 @@ def test_class_scenario_hands_tmu_nothing_easy_on_the_twin_problem_too(twin_run,
 def test_the_tuner_twin_is_matched_and_the_predictor_twin_is_not(twin_run, cache_dir):
     ctx = smoke_context(cache_dir)  # twin_match members, the default
     original, _ = pipeline.original_model(ctx)
-    problem = tuning.twin_problem(ctx, original)
+    problem = tuning_problem.twin_problem(ctx, original)
     _, meta = pipeline.twin_model(ctx, original, matched=True)
     tx, ty = ctx.subset("twin_forget")
     reached = accuracy(problem.original, tx, ty, ctx.device)
@@ -300,7 +300,7 @@ def test_the_tuner_twin_is_matched_and_the_predictor_twin_is_not(twin_run, cache
     def same(m, n):
         return all(torch.equal(x, y) for x, y in zip(m.state_dict().values(), n.state_dict().values()))
 
-    assert same(a, b) and same(tuning.twin_problem(plain, original).original, a)
+    assert same(a, b) and same(tuning_problem.twin_problem(plain, original).original, a)
     assert not same(problem.original, a)
     # a tuning on the other twin is another tuning; the real unlearning's key holds only the knobs
     assert tuning.tuning_key(ctx, "tmu") != tuning.tuning_key(plain, "tmu")
