@@ -7,7 +7,8 @@ For each seed it trains or fetches M_o, M_t, M_c and the features, and tunes eve
 and knob the fixed value is the lower median of the values chosen at the seeds, always one of them
 (with three seeds, the middle one). It writes
 - tmu_utils/fixed_knobs/<params name>.yaml: the table `fixed_knobs: <params name>` reads, per method
-  (by its stored name: `tmu` at the hard_only target is tmu_hard_only) its own knobs;
+  (by its stored name: `tmu` at the hard_only target is tmu_hard_only) its own knobs, and the data set
+  and architecture it was tuned for (`tuning: auto` runs tune on the twin problem anywhere else);
 - <out>/<params name>.json (per seed and method: grid, scores, chosen knobs) and <out>/<params name>.md.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from tmu_utils import pipeline, tuning, tuning_grids
-from tmu_utils.params import FIXED_KNOBS_DIR, Params, fixed_knobs_path, load_params
+from tmu_utils.params import FIXED_KNOBS_DIR, TUNED_FOR_FIELDS, Params, fixed_knobs_path, load_params
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"# Written by benchmarks/tune_defaults.py {args.params} --seeds {' '.join(map(str, args.seeds))}"
               f"{''.join(' --set ' + o for o in args.overrides)}: per method (by stored name) the lower median\n"
               "# of the knobs twin tuning chose at those seeds, which no table reports. `tuning: fixed` runs read it.\n")
-    table.write_text(header + yaml.safe_dump(chosen, sort_keys=False, default_flow_style=None))
+    tuned_for = {"tuned_for": {k: getattr(defaults, k) for k in TUNED_FOR_FIELDS}}  # where `tuning: auto` uses it
+    table.write_text(header + yaml.safe_dump(tuned_for | chosen, sort_keys=False, default_flow_style=None))
     print((out / f"{name}.md").read_text())
     return 0
 

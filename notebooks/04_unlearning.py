@@ -27,6 +27,7 @@ from IPython.display import Markdown, display
 
 from tmu_utils import generalization, notebooks, pipeline, plots, report, runs, scoring
 from tmu_utils.metrics import accuracy
+from tmu_utils.params import tuning_mode
 from tmu_utils.training import predict, seed_everything
 from tmu_utils.tuning import method_context
 from tmu_utils.unlearning import UnlearnTask
@@ -121,7 +122,7 @@ rx, ry = ctx.subset("retain")
 fx, fy = ctx.subset("forget")
 tmu_params = method_context(ctx, refs.original, "tmu").params
 print(f"tmu runs at unlearn_lr {tmu_params.unlearn_lr}, hard_repeat {tmu_params.hard_repeat} "
-      f"(tuning {params.tuning}, fixed_knobs {params.fixed_knobs})")
+      f"(tuning {params.tuning}: {tuning_mode(params)}, fixed_knobs {params.fixed_knobs})")
 task = UnlearnTask(refs.original, rx, ry, fx, fy, ctx.dataset.num_classes, tmu_params, ctx.device, easy=pred.easy,
                    seed=ctx.seeds["unlearning"])
 hard = (~task.easy).nonzero().flatten()

@@ -28,10 +28,11 @@ from tmu_utils import generalization, notebooks, pipeline, plots, report, runs, 
 # notebook is about, and papermill's -p (or `python -m tmu_utils run --set`) sets any Params field.
 params_file = "params/demo.yaml"
 seed = 0
-# which methods to score, and with which knobs: fixed, or chosen on the twin problem (docs/tuning.md)
+# which methods to score, and with which knobs: fixed, chosen on the twin problem, or auto (the fixed
+# knobs where they were tuned for this data set and architecture, twin tuning elsewhere; docs/tuning.md)
 methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_hard", "finetune",
            "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse"]
-tuning = "fixed"
+tuning = "auto"
 mia_max_per_side = 5000
 
 # %%

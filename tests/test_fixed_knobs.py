@@ -1,14 +1,18 @@
 """The fixed-knobs tables (tmu_utils/fixed_knobs/, `fixed_knobs`): each method's own knobs under
 `tuning: fixed`, how the stored names map TMU's variants and controls onto them, and their errors."""
+import json
 from pathlib import Path
 
 import pytest
 
 from tmu_utils import pipeline, tuning, tuning_grids
-from tmu_utils.params import ParamsError, load_params, make_params
+from tmu_utils.__main__ import main
+from tmu_utils.params import ParamsError, load_params, make_params, tuning_mode
 from tmu_utils.unlearning.tmu_targets import target_variant
 
-SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"
+PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
+SMOKE = PARAMS_DIR / "smoke.yaml"
+DEFAULT = PARAMS_DIR / "default.yaml"
 TABLE = {"tmu_hard_only": {"unlearn_lr": 0.002, "hard_repeat": 2}, "tmu": {"unlearn_lr": 0.01, "hard_repeat": 8},
          "finetune": {"unlearn_lr": 0.02, "unlearn_epochs": 1}}
 
@@ -101,3 +105,31 @@ def test_a_fixed_run_hands_each_method_its_row(table, monkeypatch):
     flat = ctx.params
     assert seen == {"tmu": (0.002, flat.unlearn_epochs, 2), "finetune": (0.02, 1, flat.hard_repeat),
                     "scrub": (flat.unlearn_lr, flat.unlearn_epochs, flat.hard_repeat)}
+
+
+def test_auto_reads_the_table_where_it_was_tuned_and_tunes_on_the_twin_problem_elsewhere():
+    default = load_params(DEFAULT)
+    assert default.tuning == "auto" and tuning_mode(default) == "fixed"  # Fashion-MNIST, small_cnn: tuned there
+    assert tuning_mode(load_params(PARAMS_DIR / "demo.yaml")) == "fixed"
+    for other in ("dataset=mnist", "arch=mlp", "dataset=cifar10"):
+        assert tuning_mode(load_params(DEFAULT, [other])) == "twin", other
+    assert tuning_mode(load_params(DEFAULT, ["dataset=mnist", "tuning=fixed"])) == "fixed"  # asked for
+    assert tuning_mode(load_params(DEFAULT, ["dataset=mnist", "fixed_knobs=none"])) == "fixed"  # shared fields, by choice
+    assert tuning_mode(load_params(DEFAULT, ["tuning=twin"])) == "twin"
+    assert tuning_grids.fixed_table("default") and "tuned_for" not in tuning_grids.fixed_table("default")
+
+
+def test_a_table_without_tuned_for_holds_everywhere(table):
+    assert tuning_mode(load_params(DEFAULT, ["fixed_knobs=test", "dataset=mnist"])) == "fixed"
+
+
+def test_an_auto_run_on_data_the_table_was_not_tuned_for_tunes_every_method(tmp_path, capsys):
+    # smoke's mlp is not the default table's small_cnn
+    code = main(["run", str(SMOKE), "--set", "fixed_knobs=default", "--set", "tune_budget=1", "--set",
+                 "methods=[original,retrain,tmu,finetune]", "--set", f"cache_dir={tmp_path / 'cache'}",
+                 "--out", str(tmp_path / "run"), "--direct", "--quiet"])
+    assert code == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["params"]["tuning"] == "auto" and results["tuning_mode"] == "twin"
+    assert {m: len(r["grid"]) for m, r in results["tuning"].items()} == {"tmu": 1, "finetune": 1}
+    assert "tuning: auto -> twin" in capsys.readouterr().out

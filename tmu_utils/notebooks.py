@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .params import FIELD_TYPES, Params, ParamsError, load_params, make_params
+from .params import FIELD_TYPES, Params, ParamsError, load_params, make_params, tuning_mode
 from .training import progress_enabled
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -42,8 +42,9 @@ def computes_as(params: Params, params_file: str) -> bool:
     from .pipeline import NAMED_FIELDS, RESOLVED_FIELDS, method_key_fields
 
     reference = load_params(NOTEBOOK_DIR.parent / params_file)
-    fields = [*method_key_fields(params), "tuning", *NAMED_FIELDS, *RESOLVED_FIELDS]
-    return all(getattr(params, f) == getattr(reference, f) for f in fields)
+    fields = [*method_key_fields(params), *NAMED_FIELDS, *RESOLVED_FIELDS]
+    return (all(getattr(params, f) == getattr(reference, f) for f in fields)
+            and tuning_mode(params) == tuning_mode(reference))
 
 
 def notebook_paths() -> list[Path]:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import amortised, pipeline, runs, tuning
 from .metrics import Outputs, alignment_metrics
-from .params import Params, ParamsError, params_hash
+from .params import Params, ParamsError, params_hash, tuning_mode
 from .splits import _generator
 from .training import predict, progress_enabled
 from .unlearning.tmu_targets import target_variant
@@ -57,8 +57,9 @@ def check(params: Params, n_requests: int, request_size: int | None, gold_every:
     if params.forget_scenario != "random":
         raise ParamsError(f"request streams need forget_scenario 'random' (the twin is drawn independently of "
                           f"the requests); got {params.forget_scenario!r}")
-    if params.tuning != "fixed":
-        raise ParamsError("request streams run at fixed knobs: set tuning=fixed")
+    if tuning_mode(params) != "fixed":
+        raise ParamsError(f"request streams run at fixed knobs, and tuning {params.tuning!r} tunes on the twin problem "
+                          f"for {params.dataset}/{params.arch}: set tuning=fixed")
     bad = [m for m in stream_methods(params) if m in NOT_IN_STREAMS]
     if bad:
         raise ParamsError(f"method {bad[0]!r} cannot run in a stream ({', '.join(NOT_IN_STREAMS)} cannot)")

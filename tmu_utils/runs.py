@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from . import pipeline
 from .generalization import tmu_predict_easy
-from .params import Params, params_hash
+from .params import Params, params_hash, tuning_mode
 from .predictor import quality_report
 from .scoring import member_rate, method_outputs, references, score
 from .training import progress_enabled
@@ -49,7 +49,11 @@ def evaluate(ctx: pipeline.Context) -> dict:
                                "env": environment(ctx.device), "splits": ctx.splits.sizes(),
                                "seeds": {"splits": params.seed, "original": ctx.seeds["original"],
                                          "gold": ctx.seeds["gold"], "gold2": ctx.seeds["gold2"]},
-                               "complete": False}
+                               "tuning_mode": tuning_mode(params), "complete": False}
+    if params.tuning == "auto" and results["tuning_mode"] == "twin":
+        print(f"tuning: auto -> twin: the fixed knobs ({params.fixed_knobs}) were not tuned for "
+              f"{params.dataset}/{params.arch}, so every method is tuned on this run's twin problem "
+              "(docs/tuning.md; tuning=fixed skips it)", flush=True)
     refs = references(ctx)
     results["timing"] = dict(refs.timing)
     gold_rate = member_rate(ctx, refs.gold_outputs)
@@ -70,7 +74,7 @@ def evaluate(ctx: pipeline.Context) -> dict:
             results["predictor"]["note"] = ("class scenario: every forget sample is treated as hard, so TMU "
                                             "relabels all of D_f without a twin problem or predictor")
 
-    if params.tuning == "twin":  # each method's knobs, chosen on the twin problem (docs/tuning.md)
+    if results["tuning_mode"] == "twin":  # each method's knobs, chosen on the twin problem (docs/tuning.md)
         from .tuning import tune_methods
 
         results["tuning"], results["timing"]["tuning_shared_s"] = tune_methods(ctx, refs.original, params.methods)

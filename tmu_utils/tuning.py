@@ -26,7 +26,7 @@ from torch import nn
 
 from . import pipeline
 from .metrics import Outputs, alignment_metrics
-from .params import Params, validate
+from .params import Params, tuning_mode, validate
 from .training import predict, seed_everything
 from .tuning_grids import KNOBS, TUNED_AS, fixed_table, grid_points
 from .tuning_problem import TwinProblem, twin_easy_splits, twin_problem, twin_reference_margins, tuning_twin
@@ -193,7 +193,7 @@ def fixed_context(ctx: pipeline.Context, method: str) -> pipeline.Context:
 
 def method_context(ctx: pipeline.Context, original: nn.Module, method: str) -> pipeline.Context:
     """`ctx` with the knobs `method` runs at: chosen on the twin problem (`tuning: twin`, tuned once and
-    cached) or read from the fixed-knobs table (`tuning: fixed`)."""
-    if ctx.params.tuning == "twin":
+    cached) or read from the fixed-knobs table (`tuning: fixed`); `auto` is one of them (tuning_mode)."""
+    if tuning_mode(ctx.params) == "twin":
         return tuned_context(ctx, tune_methods(ctx, original, [method])[0].get(method))
     return fixed_context(ctx, method)

@@ -108,6 +108,7 @@ def fixed_table(name: str) -> dict[str, dict[str, Any]]:
         return {}
     path = fixed_knobs_path(name)
     table = yaml.safe_load(path.read_text()) or {}
+    table.pop("tuned_for", None)  # the data set and architecture it holds for (params.tuning_mode)
     for method, knobs in table.items():
         if method not in KNOBS:
             raise ParamsError(f"{path}: '{method}' is not a method with tuning knobs")
