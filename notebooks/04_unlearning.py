@@ -27,9 +27,9 @@ from IPython.display import Markdown, display
 
 from tmu_utils import generalization, notebooks, pipeline, plots, report, runs, scoring
 from tmu_utils.metrics import accuracy
-from tmu_utils.params import tuning_mode
 from tmu_utils.training import predict, seed_everything
 from tmu_utils.tuning import method_context
+from tmu_utils.tuning_grids import tuning_mode
 from tmu_utils.unlearning import UnlearnTask
 from tmu_utils.unlearning.common import retain_subset
 from tmu_utils.unlearning.tmu import hard_targets, tmu_unlearn

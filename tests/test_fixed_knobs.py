@@ -7,7 +7,8 @@ import pytest
 
 from tmu_utils import pipeline, tuning, tuning_grids
 from tmu_utils.__main__ import main
-from tmu_utils.params import ParamsError, load_params, make_params, tuning_mode
+from tmu_utils.params import ParamsError, load_params, make_params
+from tmu_utils.tuning_grids import tuning_mode
 from tmu_utils.unlearning.tmu_targets import target_variant
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .params import FIELD_TYPES, Params, ParamsError, load_params, make_params, tuning_mode
+from .params import FIELD_TYPES, Params, ParamsError, load_params, make_params
 from .training import progress_enabled
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -40,6 +40,7 @@ def computes_as(params: Params, params_file: str) -> bool:
     """Whether `params` compute what `params_file` (relative: to the repository) does, whatever they
     show or store: the configuration at which a notebook's measured margins apply."""
     from .pipeline import NAMED_FIELDS, RESOLVED_FIELDS, method_key_fields
+    from .tuning_grids import tuning_mode
 
     reference = load_params(NOTEBOOK_DIR.parent / params_file)
     fields = [*method_key_fields(params), *NAMED_FIELDS, *RESOLVED_FIELDS]

@@ -37,21 +37,6 @@ def fixed_knobs_path(name: str) -> Path:
     return FIXED_KNOBS_DIR / f"{name}.yaml"
 
 
-# The fields a fixed-knobs table's `tuned_for` names: knobs tuned on one data set and architecture are
-# not evidence for another (docs/tuning.md), so `tuning: auto` tunes on the twin problem there.
-TUNED_FOR_FIELDS = ("dataset", "arch")
-
-
-def tuning_mode(p: Params) -> str:
-    """`fixed` or `twin`: what `tuning` means for this run. `auto` is `fixed` where the `fixed_knobs`
-    table was tuned for the run's data set and architecture (or `fixed_knobs` is none: the shared
-    fields, by choice), and `twin` anywhere else. A table that names no `tuned_for` holds everywhere."""
-    if p.tuning != "auto":
-        return p.tuning
-    if p.fixed_knobs == "none":
-        return "fixed"
-    tuned_for = (yaml.safe_load(fixed_knobs_path(p.fixed_knobs).read_text()) or {}).get("tuned_for")
-    return "fixed" if tuned_for is None or all(getattr(p, k) == tuned_for.get(k) for k in TUNED_FOR_FIELDS) else "twin"
 TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning_grids.py): tune_budget's ceiling
 
 
@@ -140,9 +125,8 @@ class Params:
     salun_sparsity: float = 0.5  # share of weights kept trainable by SalUn's saliency mask
     l1_sparse_alpha: float = 5e-4  # initial L1 penalty of l1_sparse, decays linearly to 0
     # --- tuning (docs/tuning.md) ---
-    # auto | fixed | twin: each method at its fixed_knobs row, or its knobs chosen per run on the twin
-    # problem; auto is fixed where the table was tuned for this data set and architecture, else twin
-    tuning: str = "auto"
+    # auto is fixed where the fixed_knobs table was tuned for this data set and architecture, else twin
+    tuning: str = "auto"  # auto | fixed | twin: each method at its fixed_knobs row, or tuned per run on the twin problem
     tune_budget: int = 8  # grid points every method gets when tuning on the twin problem (1 to 16)
     fixed_knobs: str = "default"  # none | a table of tmu_utils/fixed_knobs/: each method's own knobs at tuning fixed
     # --- evaluation (docs/method.md: single-run metrics) ---

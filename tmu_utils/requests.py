@@ -26,9 +26,10 @@ from tqdm import tqdm
 
 from . import amortised, pipeline, runs, tuning
 from .metrics import Outputs, alignment_metrics
-from .params import Params, ParamsError, params_hash, tuning_mode
+from .params import Params, ParamsError, params_hash
 from .splits import _generator
 from .training import predict, progress_enabled
+from .tuning_grids import tuning_mode
 from .unlearning.tmu_targets import target_variant
 
 # The methods a stream runs unless `methods` is set: TMU and the baselines the issue names.

@@ -12,10 +12,11 @@ from tqdm import tqdm
 
 from . import pipeline
 from .generalization import tmu_predict_easy
-from .params import Params, params_hash, tuning_mode
+from .params import Params, params_hash
 from .predictor import quality_report
 from .scoring import member_rate, method_outputs, references, score
 from .training import progress_enabled
+from .tuning_grids import tuning_mode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

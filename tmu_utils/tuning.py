@@ -26,9 +26,9 @@ from torch import nn
 
 from . import pipeline
 from .metrics import Outputs, alignment_metrics
-from .params import Params, tuning_mode, validate
+from .params import Params, validate
 from .training import predict, seed_everything
-from .tuning_grids import KNOBS, TUNED_AS, fixed_table, grid_points
+from .tuning_grids import KNOBS, TUNED_AS, fixed_table, grid_points, tuning_mode
 from .tuning_problem import TwinProblem, twin_easy_splits, twin_problem, twin_reference_margins, tuning_twin
 from .unlearning import METHODS, UnlearnTask
 from .unlearning.common import EPOCH_PREFIX

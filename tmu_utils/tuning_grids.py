@@ -117,3 +117,20 @@ def fixed_table(name: str) -> dict[str, dict[str, Any]]:
             raise ParamsError(f"{path}: method '{method}' has no knob(s) {sorted(unknown)}; its knobs are "
                               f"{sorted(KNOBS[method])}")
     return table
+
+
+# The fields a fixed-knobs table's `tuned_for` names: knobs tuned on one data set and architecture are
+# not evidence for another (docs/tuning.md), so `tuning: auto` tunes on the twin problem there.
+TUNED_FOR_FIELDS = ("dataset", "arch")
+
+
+def tuning_mode(p: Params) -> str:
+    """`fixed` or `twin`: what `tuning` means for this run. `auto` is `fixed` where the `fixed_knobs`
+    table was tuned for the run's data set and architecture (or `fixed_knobs` is none: the shared
+    fields, by choice), and `twin` anywhere else. A table that names no `tuned_for` holds everywhere."""
+    if p.tuning != "auto":
+        return p.tuning
+    if p.fixed_knobs == "none":
+        return "fixed"
+    tuned_for = (yaml.safe_load(fixed_knobs_path(p.fixed_knobs).read_text()) or {}).get("tuned_for")
+    return "fixed" if tuned_for is None or all(getattr(p, k) == tuned_for.get(k) for k in TUNED_FOR_FIELDS) else "twin"
