@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"# Written by benchmarks/tune_defaults.py {args.params} --seeds {' '.join(map(str, args.seeds))}"
               f"{''.join(' --set ' + o for o in args.overrides)}: per method (by stored name) the lower median\n"
               "# of the knobs twin tuning chose at those seeds, which no table reports. `tuning: fixed` runs read it.\n")
-    tuned_for = {"tuned_for": {k: getattr(defaults, k) for k in tuning_grids.TUNED_FOR_FIELDS}}  # where `tuning: auto` uses it
+    # what the table holds for: `tuning: auto` reads it on that data set and architecture only
+    tuned_for = {"tuned_for": {k: getattr(defaults, k) for k in tuning_grids.TUNED_FOR_FIELDS}}
     table.write_text(header + yaml.safe_dump(tuned_for | chosen, sort_keys=False, default_flow_style=None))
     print((out / f"{name}.md").read_text())
     return 0

@@ -115,7 +115,7 @@ def test_auto_reads_the_table_where_it_was_tuned_and_tunes_on_the_twin_problem_e
     for other in ("dataset=mnist", "arch=mlp", "dataset=cifar10"):
         assert tuning_mode(load_params(DEFAULT, [other])) == "twin", other
     assert tuning_mode(load_params(DEFAULT, ["dataset=mnist", "tuning=fixed"])) == "fixed"  # asked for
-    assert tuning_mode(load_params(DEFAULT, ["dataset=mnist", "fixed_knobs=none"])) == "fixed"  # shared fields, by choice
+    assert tuning_mode(load_params(DEFAULT, ["dataset=mnist", "fixed_knobs=none"])) == "fixed"  # shared fields
     assert tuning_mode(load_params(DEFAULT, ["tuning=twin"])) == "twin"
     assert tuning_grids.fixed_table("default") and "tuned_for" not in tuning_grids.fixed_table("default")
 

@@ -203,7 +203,8 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
     twin, _ = tuning_problem.tuning_twin(ctx, original)  # the twin problem's original (matched to M_o's memorisation)
     seen = []
     real_predict = tuning_problem.predict
-    monkeypatch.setattr(tuning_problem, "predict", lambda model, *args: seen.append(model) or real_predict(model, *args))
+    monkeypatch.setattr(tuning_problem, "predict",
+                        lambda model, *args: seen.append(model) or real_predict(model, *args))
     reference = tuning_problem.twin_reference_margins(ctx, twin)
     assert seen == [twin]  # M_t's margins, never M_o's: M_o is the twin problem's gold model
     # holdout samples outside D_tf, at most D_tf's count per class (smoke's holdout is short of some)

@@ -126,7 +126,7 @@ class Params:
     l1_sparse_alpha: float = 5e-4  # initial L1 penalty of l1_sparse, decays linearly to 0
     # --- tuning (docs/tuning.md) ---
     # auto is fixed where the fixed_knobs table was tuned for this data set and architecture, else twin
-    tuning: str = "auto"  # auto | fixed | twin: each method at its fixed_knobs row, or tuned per run on the twin problem
+    tuning: str = "auto"  # auto | fixed | twin: each method at its fixed_knobs row, or tuned on the twin problem
     tune_budget: int = 8  # grid points every method gets when tuning on the twin problem (1 to 16)
     fixed_knobs: str = "default"  # none | a table of tmu_utils/fixed_knobs/: each method's own knobs at tuning fixed
     # --- evaluation (docs/method.md: single-run metrics) ---

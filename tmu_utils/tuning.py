@@ -34,6 +34,7 @@ from .unlearning import METHODS, UnlearnTask
 from .unlearning.common import EPOCH_PREFIX
 from .unlearning.tmu_targets import target_variant
 
+
 def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
     """ToW × (1 − AD/√2): accuracy agreement on the forget, retain and test sets times per-sample
     output agreement on the forget set (AD ≤ √2 between two probability vectors), in [0, 1],
