@@ -153,3 +153,27 @@ def test_auto_vs_table_script_runs_both_modes_and_resumes(tmp_path):
     stamp = (tmp_path / "out" / "auto" / "0" / "results.json").stat().st_mtime_ns
     assert script.main(argv) == 0  # complete seeds are read, not run again
     assert (tmp_path / "out" / "auto" / "0" / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_auto_twin_tunes_end_to_end_on_an_rgb_imagefolder(tmp_path):
+    """New data as a user brings it (RGB images in class folders): auto tunes every method there."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colors = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220], [200, 200, 40]])
+    for split, n in (("train", 150), ("test", 40)):
+        for c, color in enumerate(colors):
+            (tmp_path / "data" / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(color + rng.normal(0, 40, (16, 16, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels, "RGB").save(tmp_path / "data" / split / f"c{c}" / f"{i}.png")
+    overrides = ["dataset=imagefolder", f"data_dir={tmp_path / 'data'}", "image_size=16", "train_limit=0",
+                 "test_limit=0", "fixed_knobs=default", "arch=small_cnn", "tune_budget=1",
+                 "methods=[original,retrain,tmu,finetune,neggrad]", f"cache_dir={tmp_path / 'cache'}"]
+    argv = ["run", str(SMOKE), "--out", str(tmp_path / "run"), "--direct", "--quiet"]
+    assert main(argv + [a for o in overrides for a in ("--set", o)]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["tuning_mode"] == "twin" and results["complete"]
+    assert {m: len(r["grid"]) for m, r in results["tuning"].items()} == {"tmu": 1, "finetune": 1, "neggrad": 1}
+    assert results["methods"]["original"]["test_acc"] > 0.5  # a model that learnt the data, not noise
