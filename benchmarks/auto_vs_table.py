@@ -3,20 +3,21 @@ fixed-knobs table read anyway (`tuning: fixed`), both scored against the gold mo
 
 Run: python benchmarks/auto_vs_table.py [params/default.yaml] --set dataset=mnist [--seeds 0 1 2]
                                         [--out benchmarks/results/auto_mnist]
-Each seed runs `python -m tmu_utils run --direct` twice, at tuning=auto and at tuning=fixed, into
-<out>/<mode>/<seed>/results.json (the models are cached, so the second run only unlearns); a seed
-whose results.json is complete is read again, not re-run, so an interrupted comparison resumes. Writes
-<out>/summary.md: per method the mean ± sd over the seeds of Δforget (pp) and the mean ToW, both
-ways, and the knobs auto chose at each seed. The gold model only scores here; it chooses nothing.
+Each seed runs `tmu_utils run --direct` (in this process) twice, at tuning=auto and at
+tuning=fixed, into <out>/<mode>/<seed>/results.json (the models are cached, so the second run only
+unlearns); a seed whose results.json is complete is read again, not re-run, so an interrupted
+comparison resumes. Writes <out>/summary.md: per method the mean ± sd over the seeds of Δforget (pp)
+and the mean ToW, both ways, and the knobs auto chose at each seed. The gold model only scores here;
+it chooses nothing.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from tmu_utils.__main__ import main as cli
 
 REPO = Path(__file__).resolve().parent.parent
 MODES = ("auto", "fixed")
@@ -25,10 +26,11 @@ MODES = ("auto", "fixed")
 def run(params: str, seed: int, mode: str, out: Path, overrides: list[str]) -> dict:
     path = out / mode / str(seed) / "results.json"
     if not (path.is_file() and json.loads(path.read_text()).get("complete")):
-        command = [sys.executable, "-m", "tmu_utils", "run", params, "--direct", "--out", str(path.parent)]
+        argv = ["run", str(REPO / params), "--direct", "--quiet", "--out", str(path.parent)]  # absolute stays so
         for item in (*overrides, f"seed={seed}", f"tuning={mode}", "progress=false"):
-            command += ["--set", item]
-        subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+            argv += ["--set", item]
+        if cli(argv) != 0:
+            raise SystemExit(f"the {mode} run of seed {seed} failed")
     return json.loads(path.read_text())
 
 

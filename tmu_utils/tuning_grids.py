@@ -100,6 +100,11 @@ def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
     return [{n: values[n][int(x * len(values[n]))] for n, x in zip(names, u)} for u in sobol[:budget]]
 
 
+def _read_table(name: str) -> dict[str, Any]:
+    """The fixed-knobs table file `name` as written: method rows and, if any, `tuned_for`."""
+    return yaml.safe_load(fixed_knobs_path(name).read_text()) or {}
+
+
 def fixed_table(name: str) -> dict[str, dict[str, Any]]:
     """The fixed-knobs table `name` (tmu_utils/fixed_knobs/<name>.yaml; {} for 'none'): per method, as
     stored (`pipeline.artefact_name`), the knobs it runs at under `tuning: fixed`, each one of its grid's
@@ -107,8 +112,8 @@ def fixed_table(name: str) -> dict[str, dict[str, Any]]:
     if name == "none":
         return {}
     path = fixed_knobs_path(name)
-    table = yaml.safe_load(path.read_text()) or {}
-    table.pop("tuned_for", None)  # the data set and architecture it holds for (params.tuning_mode)
+    table = _read_table(name)
+    table.pop("tuned_for", None)  # the data set and architecture it holds for (tuning_mode)
     for method, knobs in table.items():
         if method not in KNOBS:
             raise ParamsError(f"{path}: '{method}' is not a method with tuning knobs")
@@ -132,5 +137,5 @@ def tuning_mode(p: Params) -> str:
         return p.tuning
     if p.fixed_knobs == "none":
         return "fixed"
-    tuned_for = (yaml.safe_load(fixed_knobs_path(p.fixed_knobs).read_text()) or {}).get("tuned_for")
+    tuned_for = _read_table(p.fixed_knobs).get("tuned_for")
     return "fixed" if tuned_for is None or all(getattr(p, k) == tuned_for.get(k) for k in TUNED_FOR_FIELDS) else "twin"
