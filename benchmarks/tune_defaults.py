@@ -1,9 +1,11 @@
 """Re-derive the fixed knobs (`tuning: fixed`) with the twin tuner, on seeds that are never reported.
 
-Run: python benchmarks/tune_defaults.py [params/default.yaml] [--seeds 100 101 102]
+Run: python benchmarks/tune_defaults.py [params/default.yaml] [--seeds 100 101 102] [--budget 8]
                                         [--out benchmarks/results/tuning] [--tables DIR] [--set key=value ...]
 For each seed it trains or fetches M_o, M_t, M_c and the features, and tunes every method in
-`methods` on the twin problem (tmu_utils/tuning.py); it never trains or reads a gold model. Per method
+`methods` on the twin problem (tmu_utils/tuning.py) with `--budget` grid points each; it never trains
+or reads a gold model. The table is derived once and read by every fixed run, so it affords more
+points than a run's own tuning (`tune_budget`, 6 by default; docs/tuning.md). Per method
 and knob the fixed value is the lower median of the values chosen at the seeds, always one of them
 (with three seeds, the middle one). It writes
 - tmu_utils/fixed_knobs/<params name>.yaml: the table `fixed_knobs: <params name>` reads, per method
@@ -24,6 +26,10 @@ from tmu_utils import pipeline, tuning, tuning_grids
 from tmu_utils.params import FIXED_KNOBS_DIR, Params, fixed_knobs_path, load_params
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+# Grid points per method of the tunings a table is derived from.
+TABLE_BUDGET = 8
 
 
 def tune_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict]:
@@ -64,10 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("params", nargs="?", default="params/default.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102])
+    parser.add_argument("--budget", type=int, default=TABLE_BUDGET, help="grid points each method is tuned over")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "tuning"))
     parser.add_argument("--tables", default=str(FIXED_KNOBS_DIR), help="where the fixed-knobs table goes")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
+    if any(o.split("=", 1)[0].strip() == "tune_budget" for o in args.overrides):
+        parser.error("set the tunings' grid points with --budget, not --set tune_budget")
+    args.overrides.append(f"tune_budget={args.budget}")
     per_seed = {}
     for seed in args.seeds:
         per_seed[seed] = tune_seed(args.params, args.overrides, seed)
@@ -82,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"{name}.json").write_text(json.dumps({"params": args.params, "overrides": args.overrides,
                                                   "seeds": per_seed, "median": chosen}, indent=1))
     (out / f"{name}.md").write_text(markdown(name, per_seed, chosen, before, defaults))
+    shown = [o for o in args.overrides if not o.startswith("tune_budget=")]
     header = (f"# Written by benchmarks/tune_defaults.py {args.params} --seeds {' '.join(map(str, args.seeds))}"
-              f"{''.join(' --set ' + o for o in args.overrides)}: per method (by stored name) the lower median\n"
+              f" --budget {args.budget}{''.join(' --set ' + o for o in shown)}: per method (by stored name) the lower median\n"
               "# of the knobs twin tuning chose at those seeds, which no table reports. `tuning: fixed` runs read it.\n")
     # what the table holds for: `tuning: auto` reads it on that data set and architecture only
     tuned_for = {"tuned_for": {k: getattr(defaults, k) for k in tuning_grids.TUNED_FOR_FIELDS}}

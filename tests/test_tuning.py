@@ -45,7 +45,7 @@ def test_cli_twin_run_records_equal_budgets_and_the_best_point(twin_run):
     assert list(tuned) == TUNED
     for method, record in tuned.items():
         grid = record["grid"]
-        assert len(grid) == 8, method  # tune_budget's default, the same for every method
+        assert len(grid) == 6, method  # tune_budget's default, the same for every method
         assert len({json.dumps(p, sort_keys=True) for p in grid}) == len(grid), method
         assert len(record["scores"]) == len(record["seconds"]) == len(grid)
         assert all(0 <= s <= 1 for s in record["scores"]), method
@@ -262,7 +262,7 @@ def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaul
     script = tune_defaults
     out, cache = tmp_path / "out", tmp_path / "cache"
     assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "methods=[tmu,tmu_hard,neggrad]",
-                        "--set", "tune_budget=2", "--set", f"cache_dir={cache}", "--tables", str(out)]) == 0
+                        "--budget", "2", "--set", f"cache_dir={cache}", "--tables", str(out)]) == 0
     written = json.loads((out / "smoke.json").read_text())
     # by stored name: at the default target `tmu` is tmu_hard_only and tmu_hard the hard flip `tmu`
     assert list(written["seeds"]) == ["100"] and list(written["median"]) == ["tmu_hard_only", "tmu", "neggrad"]
