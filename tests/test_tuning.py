@@ -122,7 +122,7 @@ def test_only_epoch_prefix_methods_are_read_after_each_epoch(twin_run, cache_dir
     ctx = smoke_context(cache_dir)
     original, _ = pipeline.original_model(ctx)
     problem = tuning_problem.twin_problem(ctx, original)
-    assert tuning.shared_runs("l1_sparse", tuning.grid_points("l1_sparse", ctx.params)) == {i: [i] for i in range(8)}
+    assert tuning.shared_runs("l1_sparse", tuning.grid_points("l1_sparse", ctx.params)) == {i: [i] for i in range(ctx.params.tune_budget)}
     with pytest.raises(ValueError, match="scrub"):
         tuning.twin_unlearn(ctx, problem, "scrub", ctx.params, None, read_at=(1,))
     with pytest.raises(RuntimeError, match="never reached"):  # a read past the run's last epoch
@@ -189,9 +189,13 @@ def test_grids_give_every_method_the_same_number_of_distinct_points():
             assert len({json.dumps(p, sort_keys=True) for p in points}) == budget
             assert points == tuning_grids.grid_points(method, params)  # deterministic
     # on a 4 x 4 grid, 8 points take each value of each knob twice
-    points = tuning_grids.grid_points("tmu", make_params({}))
+    points = tuning_grids.grid_points("tmu", make_params({"tune_budget": 8}))
     assert sorted(p["unlearn_lr"] for p in points) == sorted([0.002, 0.005, 0.01, 0.02] * 2)  # 0.4-4x of 0.005
     assert sorted(p["hard_repeat"] for p in points) == sorted([1, 2, 4, 8] * 2)
+    # the default 6 are the first 6 of those: the lowest and the second rate once, the others twice
+    points = tuning_grids.grid_points("tmu", make_params({}))
+    assert points == tuning_grids.grid_points("tmu", make_params({"tune_budget": 8}))[:6]
+    assert sorted(p["unlearn_lr"] for p in points) == [0.002, 0.005, 0.005, 0.01, 0.02, 0.02]
     assert set(tuning_grids.KNOBS) | set(tuning_grids.NO_KNOBS) == set(UNLEARNING_METHODS)
 
 
@@ -240,14 +244,19 @@ def test_the_score_rewards_matching_the_gold_model():
     assert tuning.alignment_score(wrong, gold, labels)[0] < score
 
 
-@pytest.fixture(scope="module")
-def tune_defaults():
+def benchmark_script(name: str):
+    """A script of benchmarks/, loaded as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("tune_defaults", ROOT / "benchmarks" / "tune_defaults.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     return script
+
+
+@pytest.fixture(scope="module")
+def tune_defaults():
+    return benchmark_script("tune_defaults")
 
 
 def test_tune_defaults_takes_the_lower_median_of_the_seeds_choices(tune_defaults):
@@ -280,6 +289,35 @@ def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaul
         assert knobs in written["seeds"]["100"][method]["grid"]
     assert "| neggrad | neggrad_lr |" in (out / "smoke.md").read_text()
     assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
+
+
+def test_tune_defaults_sets_the_budget_with_its_own_flag_only(tune_defaults, capsys):
+    with pytest.raises(SystemExit):
+        tune_defaults.main([str(SMOKE), "--set", "tune_budget=2"])
+    assert "--budget" in capsys.readouterr().err
+
+
+def test_budget_table_compares_each_budget_with_the_largest_on_the_same_seeds(tmp_path, capsys):
+    script = benchmark_script("tune_budget")
+
+    def write(budget: int, seed: int, tow: float, complete: bool = True) -> None:
+        folder = tmp_path / f"tune_budget={budget}" / str(seed)
+        folder.mkdir(parents=True)
+        methods = {"tmu": {"tow": tow, "activation_distance": 0.1, "delta_forget": 0.02}}
+        (folder / "results.json").write_text(json.dumps({"complete": complete, "methods": methods}))
+
+    for seed, (low, high) in {100: (0.90, 0.95), 101: (0.97, 0.96)}.items():
+        write(4, seed, low)
+        write(8, seed, high)
+    write(6, 100, 0.5, complete=False)  # an interrupted run is no budget
+    assert script.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "budget.md").read_text()
+    assert "| tmu | -0.050, +0.010 |" in text  # per seed, 4 points minus 8
+    assert "| tmu | 0.935 / 0.100 / 2.00 | 0.955 / 0.100 / 2.00 |" in text
+    assert "6 points" not in text
+    write(6, 101, 0.9)  # a budget at other seeds than the rest
+    with pytest.raises(SystemExit, match="different seeds"):
+        script.main([str(tmp_path), "--out", str(tmp_path / "out")])
 
 
 def test_class_scenario_hands_tmu_nothing_easy_on_the_twin_problem_too(twin_run, cache_dir, monkeypatch):
