@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"{name}.md").write_text(markdown(name, per_seed, chosen, before, defaults))
     shown = [o for o in args.overrides if not o.startswith("tune_budget=")]
     header = (f"# Written by benchmarks/tune_defaults.py {args.params} --seeds {' '.join(map(str, args.seeds))}"
-              f" --budget {args.budget}{''.join(' --set ' + o for o in shown)}: per method (by stored name) the lower median\n"
+              f" --budget {args.budget}{''.join(' --set ' + o for o in shown)}: per method (by stored name) the lower"
+              " median\n"
               "# of the knobs twin tuning chose at those seeds, which no table reports. `tuning: fixed` runs read it.\n")
     # what the table holds for: `tuning: auto` reads it on that data set and architecture only
     tuned_for = {"tuned_for": {k: getattr(defaults, k) for k in tuning_grids.TUNED_FOR_FIELDS}}

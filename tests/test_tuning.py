@@ -122,7 +122,8 @@ def test_only_epoch_prefix_methods_are_read_after_each_epoch(twin_run, cache_dir
     ctx = smoke_context(cache_dir)
     original, _ = pipeline.original_model(ctx)
     problem = tuning_problem.twin_problem(ctx, original)
-    assert tuning.shared_runs("l1_sparse", tuning.grid_points("l1_sparse", ctx.params)) == {i: [i] for i in range(ctx.params.tune_budget)}
+    grid = tuning.grid_points("l1_sparse", ctx.params)
+    assert tuning.shared_runs("l1_sparse", grid) == {i: [i] for i in range(len(grid))}
     with pytest.raises(ValueError, match="scrub"):
         tuning.twin_unlearn(ctx, problem, "scrub", ctx.params, None, read_at=(1,))
     with pytest.raises(RuntimeError, match="never reached"):  # a read past the run's last epoch

@@ -127,7 +127,7 @@ class Params:
     # --- tuning (docs/tuning.md) ---
     # auto is fixed where the fixed_knobs table was tuned for this data set and architecture, else twin
     tuning: str = "auto"  # auto | fixed | twin: each method at its fixed_knobs row, or tuned on the twin problem
-    # 6 matched 8 against the gold model of the tuning seeds, at three quarters of the cost (docs/tuning.md)
+    # 6: at the tuning seeds within 0.004 ToW of 8 for all but the hard flip, for 2x a fixed run, not 2.2x
     tune_budget: int = 6  # grid points every method gets when tuning on the twin problem (1 to 16)
     fixed_knobs: str = "default"  # none | a table of tmu_utils/fixed_knobs/: each method's own knobs at tuning fixed
     # --- evaluation (docs/method.md: single-run metrics) ---

@@ -88,9 +88,9 @@ def candidates(method: str, params: Params) -> dict[str, tuple]:
 def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
     """`params.tune_budget` points of `method`'s candidate grid: the cells of the first points of the
     unscrambled Sobol sequence. Each knob has a power-of-2 number of values (the grid holds 16 points),
-    so these cells are distinct, the choice is fixed, and each knob's values are covered evenly
-    (4 x 4 grid, budget 8: each value of each knob twice; 16 values, budget 8: every other one; the
-    default 6 stops two points short of that)."""
+    so these cells are distinct and the choice is fixed; at budget 8 each knob's values are covered
+    evenly (4 x 4 grid: each value of each knob twice; 16 values: every other one), and the default 6
+    stops two points short of that."""
     check_grid(method, KNOBS[method])
     budget = params.tune_budget
     if not 1 <= budget <= TUNE_GRID_POINTS:
