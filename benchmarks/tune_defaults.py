@@ -77,25 +77,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(o.split("=", 1)[0].strip() == "tune_budget" for o in args.overrides):
         parser.error("set the tunings' grid points with --budget, not --set tune_budget")
-    args.overrides.append(f"tune_budget={args.budget}")
+    overrides = args.overrides + [f"tune_budget={args.budget}"]
     per_seed = {}
     for seed in args.seeds:
-        per_seed[seed] = tune_seed(args.params, args.overrides, seed)
+        per_seed[seed] = tune_seed(args.params, overrides, seed)
         print(f"seed {seed}: " + "; ".join(f"{m} {r['chosen']}" for m, r in per_seed[seed].items()), flush=True)
-    defaults = load_params(args.params, args.overrides + ["fixed_knobs=none"])
+    defaults = load_params(args.params, overrides + ["fixed_knobs=none"])
     chosen = medians(per_seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = Path(args.params).stem
     table = Path(args.tables) / f"{name}.yaml"
     before = tuning_grids.fixed_table(name) if fixed_knobs_path(name).is_file() else {}
-    (out / f"{name}.json").write_text(json.dumps({"params": args.params, "overrides": args.overrides,
+    (out / f"{name}.json").write_text(json.dumps({"params": args.params, "overrides": overrides,
                                                   "seeds": per_seed, "median": chosen}, indent=1))
     (out / f"{name}.md").write_text(markdown(name, per_seed, chosen, before, defaults))
-    shown = [o for o in args.overrides if not o.startswith("tune_budget=")]
     header = (f"# Written by benchmarks/tune_defaults.py {args.params} --seeds {' '.join(map(str, args.seeds))}"
-              f" --budget {args.budget}{''.join(' --set ' + o for o in shown)}: per method (by stored name) the lower"
-              " median\n"
+              f" --budget {args.budget}{''.join(' --set ' + o for o in args.overrides)}: per method (by stored name)"
+              " the lower median\n"
               "# of the knobs twin tuning chose at those seeds, which no table reports. `tuning: fixed` runs read it.\n")
     # what the table holds for: `tuning: auto` reads it on that data set and architecture only
     tuned_for = {"tuned_for": {k: getattr(defaults, k) for k in tuning_grids.TUNED_FOR_FIELDS}}

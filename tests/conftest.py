@@ -16,6 +16,22 @@ from tmu_utils.unlearning.common import UnlearnTask  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def benchmark_script():
+    """A loader of benchmarks/<name>.py as a module (the scripts are not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        return script
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def fashion_mnist():
     """The real Fashion-MNIST (Debian's dataset-fashion-mnist), loaded once per session."""
     return load_dataset("fashion_mnist")

@@ -136,12 +136,8 @@ def test_an_auto_run_on_data_the_table_was_not_tuned_for_tunes_every_method(tmp_
     assert "tuning: auto -> twin" in capsys.readouterr().out
 
 
-def test_auto_vs_table_script_runs_both_modes_and_resumes(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("auto_vs_table", PARAMS_DIR.parent / "benchmarks" / "auto_vs_table.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_auto_vs_table_script_runs_both_modes_and_resumes(benchmark_script, tmp_path):
+    script = benchmark_script("auto_vs_table")
     argv = [str(SMOKE), "--seeds", "0", "--out", str(tmp_path / "out"), "--set", "fixed_knobs=default",
             "--set", "tune_budget=1", "--set", "methods=[original,retrain,tmu,finetune]",
             "--set", f"cache_dir={tmp_path / 'cache'}"]

@@ -229,12 +229,8 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
     assert torch.equal(task.forget_y, ctx.subset("twin_forget")[1])
 
 
-def test_choose_target_on_one_smoke_seed_trains_no_gold_model(tmp_path, monkeypatch):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("choose_target", SMOKE.parent.parent / "benchmarks" / "choose_target.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+def test_choose_target_on_one_smoke_seed_trains_no_gold_model(benchmark_script, tmp_path, monkeypatch):
+    script = benchmark_script("choose_target")
     monkeypatch.setattr(pipeline, "gold_model", lambda *args, **kwargs: pytest.fail("choose_target built a gold model"))
     out, cache = tmp_path / "out", tmp_path / "cache"
     assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "tune_budget=2",

@@ -245,18 +245,8 @@ def test_the_score_rewards_matching_the_gold_model():
     assert tuning.alignment_score(wrong, gold, labels)[0] < score
 
 
-def benchmark_script(name: str):
-    """A script of benchmarks/, loaded as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
 @pytest.fixture(scope="module")
-def tune_defaults():
+def tune_defaults(benchmark_script):
     return benchmark_script("tune_defaults")
 
 
@@ -298,7 +288,7 @@ def test_tune_defaults_sets_the_budget_with_its_own_flag_only(tune_defaults, cap
     assert "--budget" in capsys.readouterr().err
 
 
-def test_budget_table_compares_each_budget_with_the_largest_on_the_same_seeds(tmp_path, capsys):
+def test_budget_table_compares_each_budget_with_the_largest_on_the_same_seeds(benchmark_script, tmp_path):
     script = benchmark_script("tune_budget")
 
     def write(budget: int, seed: int, tow: float, complete: bool = True) -> None:
