@@ -54,5 +54,5 @@ NB ?= 01_original_and_gold 02_twin_problem 03_generalization_features 04_unlearn
 notebooks: data
 	for nb in $(NB); do \
 	  $(VENV)/bin/jupytext --sync notebooks/$$nb.py && \
-	  TMU_PROGRESS=0 $(PY) -c "from pathlib import Path; from tmu_utils.notebooks import execute_in_place; execute_in_place(Path('notebooks/$$nb.ipynb'))" || exit 1; \
+	  TMU_PROGRESS=0 $(PY) -c "from pathlib import Path; from tmu_utils.experiments.notebooks import execute_in_place; execute_in_place(Path('notebooks/$$nb.ipynb'))" || exit 1; \
 	done

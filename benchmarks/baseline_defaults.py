@@ -1,5 +1,5 @@
 """Each baseline at a few values of its own knob, on the cached default models: the measurement
-behind the baseline defaults in tmu_utils/params.py (each should forget without collapsing).
+behind the baseline defaults in tmu_utils/core/params.py (each should forget without collapsing).
 
 A RECORD, NOT A SOURCE OF DEFAULTS: it measures against the gold model at seed 0, a reported seed.
 The knobs each method runs at under `tuning: fixed` now come from tmu_utils/fixed_knobs/default.yaml,
@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import sys
 
-from tmu_utils import pipeline, scoring
-from tmu_utils.params import load_params
+from tmu_utils.core import context
+from tmu_utils.core.params import load_params
+from tmu_utils.evaluation import scoring
+from tmu_utils.unlearning import runner
 
 GRID = {
     "neggrad": [{"neggrad_lr": v} for v in (0.0002, 0.0005, 0.001)],
@@ -36,18 +38,18 @@ GRID = {
 def main() -> None:
     args = sys.argv[1:]
     path = args.pop(0) if args and args[0].endswith(".yaml") else "params/default.yaml"
-    ctx = pipeline.prepare(load_params(path, args + ["progress=false", "fixed_knobs=none"]))
-    original, _ = pipeline.original_model(ctx)
-    gold, _ = pipeline.gold_model(ctx, 0)
-    gold_out = pipeline.model_outputs(ctx, gold)
+    ctx = context.prepare(load_params(path, args + ["progress=false", "fixed_knobs=none"]))
+    original, _ = context.original_model(ctx)
+    gold, _ = context.gold_model(ctx, 0)
+    gold_out = context.model_outputs(ctx, gold)
     gold_rate = scoring.member_rate(ctx, gold_out)
     print("| method | setting | forget % | retain % | test % | Δforget pp | AD | time s |")
     print("|---|---|---|---|---|---|---|---|")
     for method, settings in GRID.items():
         for setting in settings:
             ctx.params = load_params(path, args + ["progress=false", "fixed_knobs=none"] + [f"{k}={v}" for k, v in setting.items()])
-            model, seconds = pipeline.unlearn(ctx, method, original)
-            m = scoring.score(ctx, pipeline.model_outputs(ctx, model), gold_out, gold_rate)
+            model, seconds = runner.unlearn(ctx, method, original)
+            m = scoring.score(ctx, context.model_outputs(ctx, model), gold_out, gold_rate)
             label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "defaults"
             print(f"| {method} | {label} | {100 * m['forget_acc']:.2f} | {100 * m['retain_acc']:.2f} | "
                   f"{100 * m['test_acc']:.2f} | {100 * m['delta_forget']:.2f} | {m['activation_distance']:.3f} | "

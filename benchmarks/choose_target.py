@@ -4,7 +4,7 @@ Run: python benchmarks/choose_target.py [params/default.yaml] [--seeds 100 101 1
                                         [--out benchmarks/results/targets] [--set key=value ...]
 For each seed it trains or fetches M_o, M_t, M_c and the features, and tunes `tmu` (hard flips),
 `tmu_soft` and `tmu_margin` on the twin problem with the same budget and score as every method
-(tmu_utils/tuning.py, docs/tuning.md); it never trains or reads a gold model. A variant's result at a
+(tmu_utils/experiments/tuning.py, docs/tuning.md); it never trains or reads a gold model. A variant's result at a
 seed is its best twin score, ToW × (1 − AD/√2) against M_o, over its grid. The winner has the highest
 mean best score over the seeds; on a tie the earlier of hard, soft, margin (the current default
 first). It writes <out>/<params name>.json (per seed and variant: best score, its ToW and AD, chosen
@@ -17,8 +17,9 @@ import json
 import statistics
 from pathlib import Path
 
-from tmu_utils import pipeline, tuning
-from tmu_utils.params import load_params
+from tmu_utils.core import context
+from tmu_utils.core.params import load_params
+from tmu_utils.experiments import tuning
 
 REPO = Path(__file__).resolve().parent.parent
 # tmu_target value -> method tuned
@@ -29,8 +30,8 @@ def tune_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict]:
     """Per variant, the best twin score of its tuning at one seed, with the knobs that reached it."""
     # tmu_target=hard: `tmu` is the hard variant here whatever the params file says
     params = load_params(path, overrides + [f"seed={seed}", "tuning=twin", "progress=false", "tmu_target=hard"])
-    ctx = pipeline.prepare(params)
-    original, _ = pipeline.original_model(ctx)
+    ctx = context.prepare(params)
+    original, _ = context.original_model(ctx)
     records, _ = tuning.tune_methods(ctx, original, list(VARIANTS.values()))
     out = {}
     for variant, method in VARIANTS.items():

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tmu_utils.data import load_dataset
-from tmu_utils.models import build_model
-from tmu_utils.params import load_params
-from tmu_utils.pipeline import recipe
-from tmu_utils.training import TrainConfig, predict, seed_everything, set_deterministic, train_model
+from tmu_utils.core.context import recipe
+from tmu_utils.core.data import load_dataset
+from tmu_utils.core.models import build_model
+from tmu_utils.core.params import load_params
+from tmu_utils.core.training import TrainConfig, predict, seed_everything, set_deterministic, train_model
 
 ROOT = Path(__file__).resolve().parent.parent
 CUDA = torch.cuda.is_available()

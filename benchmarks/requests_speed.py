@@ -4,7 +4,7 @@ whether the request-independent twin aligns as well as the matched one (issue 10
 Run: python benchmarks/requests_speed.py [params/default.yaml] [--requests 10] [--gold-every 2]
                                          [--seeds 100 101 102 103 104] [--out benchmarks/results/requests]
                                          [--set key=value ...]
-1. The stream (`tmu_utils/requests.py`) at the params file's seed: R requests of forget_fraction / R
+1. The stream (`tmu_utils/experiments/requests.py`) at the params file's seed: R requests of forget_fraction / R
    of the members each, TMU and the baselines on the deployed model, a gold retrain every k-th
    request. It writes requests.json, requests.md and figures/ to <out>. From the same run: TMU's
    per-request cost (features, predictor inference, unlearning) against the mean gold retrain time,
@@ -23,10 +23,14 @@ import statistics
 import time
 from pathlib import Path
 
-from tmu_utils import generalization, pipeline, requests, scoring
-from tmu_utils.params import load_params
-from tmu_utils.predictor import quality_report
-from tmu_utils.sweep import mean_ci
+from tmu_utils.core import context
+from tmu_utils.core.params import load_params
+from tmu_utils.evaluation import scoring
+from tmu_utils.experiments import requests
+from tmu_utils.experiments.sweep import mean_ci
+from tmu_utils.method import generalization
+from tmu_utils.method.predictor import quality_report
+from tmu_utils.unlearning import runner
 
 REPO = Path(__file__).resolve().parent.parent
 ALIGNMENT = ("delta_forget", "tow", "activation_distance", "agreement", "mia_gap", "test_acc")
@@ -72,13 +76,13 @@ def alignment_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict
     for twin in ("matched", "independent"):
         params = load_params(path, overrides + [f"seed={seed}", "progress=false", f"twin_forget={twin}",
                                                 "methods=[tmu]"])
-        ctx = pipeline.prepare(params)
-        original, o_meta = pipeline.original_model(ctx)
-        gold, g_meta = pipeline.gold_model(ctx, 0)
-        gold_out = pipeline.model_outputs(ctx, gold)
+        ctx = context.prepare(params)
+        original, o_meta = context.original_model(ctx)
+        gold, g_meta = context.gold_model(ctx, 0)
+        gold_out = context.model_outputs(ctx, gold)
         true_easy = gold_out.forget.argmax(1) == ctx.subset("forget")[1]
         pred, timing = generalization.tmu_predict_easy(ctx, original)
-        outputs, seconds = pipeline.unlearned_outputs(ctx, "tmu", original, pred.easy)
+        outputs, seconds = runner.unlearned_outputs(ctx, "tmu", original, pred.easy)
         metrics = scoring.score(ctx, outputs, gold_out, scoring.member_rate(ctx, gold_out))
         quality = quality_report(pred.proba, pred.easy, true_easy, pred.twin_easy_rate, pred.twin_cv_accuracy)
         out[twin] = {**{k: metrics[k] for k in ALIGNMENT}, "unlearn_s": seconds, "gold_s": g_meta["seconds"],
@@ -86,7 +90,7 @@ def alignment_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict
                      "predictor_balanced_accuracy": quality["balanced_accuracy"], "predictor_auc": quality["auc"],
                      "twin_easy_rate": quality["twin_easy_rate"], "true_easy_rate": quality["true_easy_rate"]}
         if twin == "matched":  # doing nothing, the reference
-            original_metrics = scoring.score(ctx, pipeline.model_outputs(ctx, original), gold_out,
+            original_metrics = scoring.score(ctx, context.model_outputs(ctx, original), gold_out,
                                               scoring.member_rate(ctx, gold_out))
             out["original"] = {k: original_metrics[k] for k in ALIGNMENT}
     return out

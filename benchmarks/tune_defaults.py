@@ -3,7 +3,7 @@
 Run: python benchmarks/tune_defaults.py [params/default.yaml] [--seeds 100 101 102] [--budget 8]
                                         [--out benchmarks/results/tuning] [--tables DIR] [--set key=value ...]
 For each seed it trains or fetches M_o, M_t, M_c and the features, and tunes every method in
-`methods` on the twin problem (tmu_utils/tuning.py) with `--budget` grid points each; it never trains
+`methods` on the twin problem (tmu_utils/experiments/tuning.py) with `--budget` grid points each; it never trains
 or reads a gold model. The table is derived once and read by every fixed run, so it affords more
 points than a run's own tuning (`tune_budget`, 6 by default; docs/tuning.md). Per method
 and knob the fixed value is the lower median of the values chosen at the seeds, always one of them
@@ -22,8 +22,11 @@ from pathlib import Path
 
 import yaml
 
-from tmu_utils import pipeline, tuning, tuning_grids
-from tmu_utils.params import FIXED_KNOBS_DIR, Params, fixed_knobs_path, load_params
+from tmu_utils.core import context
+from tmu_utils.core.choices import FIXED_KNOBS_DIR, fixed_knobs_path
+from tmu_utils.core.params import Params, load_params
+from tmu_utils.experiments import tuning, tuning_grids
+from tmu_utils.unlearning import runner
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,11 +38,11 @@ TABLE_BUDGET = 8
 def tune_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict]:
     """The tuning records of every tunable method for one seed of the params file, by stored name."""
     params = load_params(path, overrides + [f"seed={seed}", "tuning=twin", "progress=false", "fixed_knobs=none"])
-    ctx = pipeline.prepare(params)
-    original, _ = pipeline.original_model(ctx)
+    ctx = context.prepare(params)
+    original, _ = context.original_model(ctx)
     records, _ = tuning.tune_methods(ctx, original, params.methods)
     # the controls run at tmu's knobs (tuning_grids.TUNED_AS): no choice of their own to report
-    return {pipeline.artefact_name(m, params): r for m, r in records.items() if "tuned_as" not in r}
+    return {runner.artefact_name(m, params): r for m, r in records.items() if "tuned_as" not in r}
 
 
 def medians(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:

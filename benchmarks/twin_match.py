@@ -22,9 +22,11 @@ import json
 import statistics
 from pathlib import Path
 
-from tmu_utils import pipeline, runs
-from tmu_utils.params import load_params
-from tmu_utils.twin import accuracy
+from tmu_utils.core import context
+from tmu_utils.core.params import load_params
+from tmu_utils.experiments import runs
+from tmu_utils.method import stages
+from tmu_utils.method.twin import accuracy
 
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ["original", "tmu", "tmu_random_rank", "finetune", "neggrad", "neggrad_plus", "scrub", "salun", "l1_sparse"]
@@ -35,11 +37,11 @@ def one_run(path: str, seed: int, match: str, methods: list[str], out: Path) -> 
     params = load_params(path, [f"seed={seed}", f"twin_match={match}", "tuning=twin", "progress=false",
                                 f"out_dir={out / 'runs'}", f"name={Path(path).stem}-{match}-s{seed}",
                                 "methods=[" + ",".join(methods) + "]"])
-    ctx = pipeline.prepare(params)
+    ctx = context.prepare(params)
     results = runs.evaluate(ctx)
-    original, _ = pipeline.original_model(ctx)
-    twin, twin_meta = pipeline.twin_model(ctx, original)
-    gold, _ = pipeline.gold_model(ctx, 0)
+    original, _ = context.original_model(ctx)
+    twin, twin_meta = stages.twin_model(ctx, original)
+    gold, _ = context.gold_model(ctx, 0)
     tx, ty = ctx.subset("twin_forget")
     fx, fy = ctx.subset("forget")
     return {

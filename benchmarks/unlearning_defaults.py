@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import sys
 
-from tmu_utils import generalization, pipeline, scoring
-from tmu_utils.params import load_params
+from tmu_utils.core import context
+from tmu_utils.core.params import load_params
+from tmu_utils.evaluation import scoring
+from tmu_utils.method import generalization
+from tmu_utils.unlearning import runner
 
 RECORD = ["progress=false", "fixed_knobs=none", "tmu_target=hard"]  # what this record measured
 
@@ -38,10 +41,10 @@ def main() -> None:
     args = sys.argv[1:]
     path = args.pop(0) if args and args[0].endswith(".yaml") else "params/default.yaml"
     base = load_params(path, args + RECORD)
-    ctx = pipeline.prepare(base)
-    original, _ = pipeline.original_model(ctx)
-    gold, g_meta = pipeline.gold_model(ctx, 0)
-    gold_out = pipeline.model_outputs(ctx, gold)
+    ctx = context.prepare(base)
+    original, _ = context.original_model(ctx)
+    gold, g_meta = context.gold_model(ctx, 0)
+    gold_out = context.model_outputs(ctx, gold)
     gold_rate = scoring.member_rate(ctx, gold_out)
     true_easy = gold_out.forget.argmax(1) == ctx.subset("forget")[1]
     pred, _ = generalization.tmu_predict_easy(ctx, original)
@@ -53,8 +56,8 @@ def main() -> None:
         ctx.params = load_params(path, args + RECORD + [f"{k}={v}" for k, v in setting.items()])
         label = ", ".join(f"{k}={v}" for k, v in setting.items()) or "defaults"
         for variant, easy in (("tmu", pred.easy), ("tmu_oracle", true_easy)):
-            model, seconds = pipeline.unlearn(ctx, "tmu", original, easy)
-            m = scoring.score(ctx, pipeline.model_outputs(ctx, model), gold_out, gold_rate)
+            model, seconds = runner.unlearn(ctx, "tmu", original, easy)
+            m = scoring.score(ctx, context.model_outputs(ctx, model), gold_out, gold_rate)
             print(f"| {label} | {variant} | {100 * m['delta_forget']:.2f} | {m['activation_distance']:.3f} | "
                   f"{100 * m['agreement']:.1f} | {100 * m['hard_acc']:.1f} | {100 * m['delta_test']:.2f} | "
                   f"{seconds:.1f} |", flush=True)

@@ -22,8 +22,11 @@
 import torch
 from IPython.display import Markdown, display
 
-from tmu_utils import notebooks, pipeline, plots, report, runs, scoring
-from tmu_utils.metrics import accuracy
+from tmu_utils.core import context
+from tmu_utils.evaluation import scoring
+from tmu_utils.evaluation.metrics import accuracy
+from tmu_utils.experiments import notebooks, runs
+from tmu_utils.reporting import plots, tables
 
 # %% tags=["parameters"]
 # The run starts from params_file (relative: to the repository); the names below are the knobs this
@@ -40,7 +43,7 @@ weight_decay = 0.0
 
 # %%
 params = notebooks.notebook_params(globals())
-ctx = pipeline.prepare(params)
+ctx = context.prepare(params)
 figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
@@ -71,7 +74,7 @@ assert not torch.isin(ctx.splits.holdout, ctx.splits.members).any()  # M_o never
 # or any later notebook, loads it instead of training again.
 
 # %%
-original, original_meta = pipeline.original_model(ctx)
+original, original_meta = context.original_model(ctx)
 losses = original_meta["losses"]
 print(f"M_o: {len(losses)} epochs, training loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
       f"trained in {original_meta['seconds']:.1f} s")
@@ -96,12 +99,12 @@ print(", ".join(f"{key} {seconds:.1f} s" for key, seconds in refs.timing.items()
 
 # %%
 labels = {split: ctx.subset(split)[1] for split in ("forget", "retain", "test")}
-outputs = {"original M_o": pipeline.model_outputs(ctx, original), "gold M_g": refs.gold_outputs,
+outputs = {"original M_o": context.model_outputs(ctx, original), "gold M_g": refs.gold_outputs,
            "gold M_g'": refs.gold2_outputs}
 acc = {model: {split: accuracy(getattr(out, split), y) for split, y in labels.items()}
        for model, out in outputs.items()}
-display(Markdown(report.markdown_table(["model", *(report.label(f"{split}_acc") for split in labels)],
-                                       [[model, *(report.fmt(f"{split}_acc", a[split]) for split in labels)]
+display(Markdown(tables.markdown_table(["model", *(tables.label(f"{split}_acc") for split in labels)],
+                                       [[model, *(tables.fmt(f"{split}_acc", a[split]) for split in labels)]
                                         for model, a in acc.items()])))
 
 # %%

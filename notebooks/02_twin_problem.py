@@ -22,9 +22,13 @@
 import torch
 from IPython.display import Markdown, display
 
-from tmu_utils import notebooks, pipeline, plots, runs, scoring, twin
-from tmu_utils.metrics import accuracy
-from tmu_utils.training import predict
+from tmu_utils.core import context
+from tmu_utils.core.training import predict
+from tmu_utils.evaluation import scoring
+from tmu_utils.evaluation.metrics import accuracy
+from tmu_utils.experiments import notebooks, runs
+from tmu_utils.method import stages, twin
+from tmu_utils.reporting import plots
 
 # %% tags=["parameters"]
 # The run starts from params_file (relative: to the repository); the names below are the knobs this
@@ -37,7 +41,7 @@ twin_lr = 0.0005
 
 # %%
 params = notebooks.notebook_params(globals())
-ctx = pipeline.prepare(params)
+ctx = context.prepare(params)
 figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
@@ -79,8 +83,8 @@ if params.forget_scenario != "class":  # a whole class: the holdout holds fewer 
 # Fine-tuning `M_o` for a few epochs on `M ∪ D_tf` lets it fit `D_tf` the way `M_o` fits `D_f`.
 
 # %%
-original, _ = pipeline.original_model(ctx)
-twin_original, twin_meta = pipeline.twin_model(ctx, original)
+original, _ = context.original_model(ctx)
+twin_original, twin_meta = stages.twin_model(ctx, original)
 print(f"M_t: {len(twin_meta['losses'])} epochs from M_o, trained in {twin_meta['seconds']:.1f} s")
 
 # %%

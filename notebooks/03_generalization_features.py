@@ -26,8 +26,12 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from tmu_utils import generalization, notebooks, pipeline, plots, predictor, report, runs, scoring
-from tmu_utils.training import predict
+from tmu_utils.core import context
+from tmu_utils.core.training import predict
+from tmu_utils.evaluation import scoring
+from tmu_utils.experiments import notebooks, runs
+from tmu_utils.method import generalization, predictor, stages
+from tmu_utils.reporting import plots, tables
 
 # %% tags=["parameters"]
 # The run starts from params_file (relative: to the repository); the names below are the knobs this
@@ -43,7 +47,7 @@ threshold = "rate_match"
 
 # %%
 params = notebooks.notebook_params(globals())
-ctx = pipeline.prepare(params)
+ctx = context.prepare(params)
 figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
@@ -63,10 +67,10 @@ print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
 #   patterns, not memorised.
 
 # %%
-original, _ = pipeline.original_model(ctx)
-twin_original, _ = pipeline.twin_model(ctx, original)
-curriculum, curriculum_meta = pipeline.curriculum_model(ctx)
-raw, features_meta = pipeline.generalization_features(ctx, original, twin_original, curriculum)
+original, _ = context.original_model(ctx)
+twin_original, _ = stages.twin_model(ctx, original)
+curriculum, curriculum_meta = stages.curriculum_model(ctx)
+raw, features_meta = stages.generalization_features(ctx, original, twin_original, curriculum)
 print(f"M_c: {len(curriculum_meta['losses'])} epochs; features computed in {features_meta['seconds']:.1f} s")
 
 # %%
@@ -96,7 +100,7 @@ saved_figures.append(plots.save_fig(fig, "feature_distributions", figures_dir))
 # %%
 single_auc = {name: roc_auc_score(true_easy.numpy(), -values.numpy()) if both_kinds else float("nan")
               for name, values in raw["forget"].items()}
-display(Markdown(report.markdown_table(
+display(Markdown(tables.markdown_table(
     ["feature", "mean, easy", "mean, hard", "AUC of −feature for easy"],
     [[name.upper(), f"{values[true_easy].mean():.3f}", f"{values[~true_easy].mean():.3f}", f"{single_auc[name]:.3f}"]
      for name, values in raw["forget"].items()])))
@@ -115,7 +119,7 @@ if both_kinds:
 # %%
 pred = generalization.predict_generalization(ctx, raw)
 quality = predictor.quality_report(pred.proba, pred.easy, true_easy, pred.twin_easy_rate, pred.twin_cv_accuracy)
-display(Markdown(report.predictor_table(quality)))
+display(Markdown(tables.predictor_table(quality)))
 
 # %%
 if both_kinds:
@@ -157,8 +161,8 @@ for subset in subsets:
     ablation["+".join(subset)] = predictor.quality_report(out.proba, out.easy, true_easy, out.twin_easy_rate,
                                                           out.twin_cv_accuracy)
 columns = ("auc", "balanced_accuracy", "accuracy", "predicted_easy_rate", "twin_cv_accuracy")
-display(Markdown(report.markdown_table(["features", *columns],
-                                       [[name, *(report.fmt(c, q[c]) for c in columns)] for name, q in ablation.items()])))
+display(Markdown(tables.markdown_table(["features", *columns],
+                                       [[name, *(tables.fmt(c, q[c]) for c in columns)] for name, q in ablation.items()])))
 
 # %%
 best = max(ablation, key=lambda name: ablation[name]["auc"])

@@ -25,11 +25,15 @@ import time
 import torch
 from IPython.display import Markdown, display
 
-from tmu_utils import generalization, notebooks, pipeline, plots, report, runs, scoring
-from tmu_utils.metrics import accuracy
-from tmu_utils.training import predict, seed_everything
-from tmu_utils.tuning import method_context
-from tmu_utils.tuning_grids import tuning_mode
+from tmu_utils.core import context
+from tmu_utils.core.training import predict, seed_everything
+from tmu_utils.evaluation import scoring
+from tmu_utils.evaluation.metrics import accuracy
+from tmu_utils.experiments import notebooks, runs
+from tmu_utils.experiments.tuning import method_context
+from tmu_utils.experiments.tuning_grids import tuning_mode
+from tmu_utils.method import generalization, stages
+from tmu_utils.reporting import plots, tables
 from tmu_utils.unlearning import UnlearnTask
 from tmu_utils.unlearning.common import retain_subset
 from tmu_utils.unlearning.tmu import hard_targets, tmu_unlearn
@@ -51,7 +55,7 @@ fixed_knobs = "default"
 
 # %%
 params = notebooks.notebook_params(globals())
-ctx = pipeline.prepare(params)
+ctx = context.prepare(params)
 figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
@@ -76,10 +80,10 @@ print(f"torch {env['torch']} on {env['device']}{threads}")
 
 # %%
 refs = scoring.references(ctx)
-curves = {"original M_o": pipeline.original_model(ctx)[1]["losses"],
-          "gold M_g": pipeline.gold_model(ctx)[1]["losses"],
-          "twin M_t": pipeline.twin_model(ctx, refs.original)[1]["losses"],
-          "curriculum M_c": pipeline.curriculum_model(ctx)[1]["losses"]}
+curves = {"original M_o": context.original_model(ctx)[1]["losses"],
+          "gold M_g": context.gold_model(ctx)[1]["losses"],
+          "twin M_t": stages.twin_model(ctx, refs.original)[1]["losses"],
+          "curriculum M_c": stages.curriculum_model(ctx)[1]["losses"]}
 fig = plots.plot_training_curves(curves, first_epoch={"twin M_t": len(curves["original M_o"]) + 1})
 saved_figures.append(plots.save_fig(fig, "training_curves", figures_dir))
 
@@ -131,7 +135,7 @@ pool = {"retain (true labels)": retain_subset(task, torch.Generator().manual_see
         ("predicted easy (true labels, noisy)" if train_easy else "predicted easy (left out)"):
             int(task.easy.sum()) if train_easy else 0,
         f"predicted hard (new labels) × {tmu_params.hard_repeat}": len(hard) * tmu_params.hard_repeat}
-display(Markdown(report.markdown_table(["pool rows", "count"], [[kind, n] for kind, n in pool.items()])))
+display(Markdown(tables.markdown_table(["pool rows", "count"], [[kind, n] for kind, n in pool.items()])))
 
 # %%
 new_labels = hard_targets(task, hard, torch.Generator().manual_seed(0))  # runner-up: M_o's second choice
@@ -144,7 +148,7 @@ saved_figures.append(plots.save_fig(fig, "hard_samples_new_labels", figures_dir)
 assert (new_labels != fy[hard]).all(), "every hard sample is trained towards a label other than its own"
 
 # %% [markdown]
-# `pipeline.unlearn` does exactly this for every method: the task, the seed, and the timing.
+# `runner.unlearn` does exactly this for every method: the task, the seed, and the timing.
 
 # %%
 seed_everything(task.run_seed)
@@ -179,7 +183,7 @@ if pred.easy.any() and (~pred.easy).any():
 unlearning_methods = [m for m in params.methods if m not in ("original", "retrain")]
 outputs, seconds = {}, {}
 for method in unlearning_methods:
-    outputs[method], seconds[method] = scoring.method_outputs(ctx, refs, method, pred)
+    outputs[method], seconds[method] = runs.method_outputs(ctx, refs, method, pred)
     print(f"{method:16s} {seconds[method]:6.1f} s")
 
 # %%

@@ -21,7 +21,11 @@
 # %%
 from IPython.display import Markdown, display
 
-from tmu_utils import generalization, notebooks, pipeline, plots, report, runs, scoring
+from tmu_utils.core import context
+from tmu_utils.evaluation import scoring
+from tmu_utils.experiments import notebooks, runs
+from tmu_utils.method import generalization
+from tmu_utils.reporting import plots, tables
 
 # %% tags=["parameters"]
 # The run starts from params_file (relative: to the repository); the names below are the knobs this
@@ -37,7 +41,7 @@ mia_max_per_side = 5000
 
 # %%
 params = notebooks.notebook_params(globals())
-ctx = pipeline.prepare(params)
+ctx = context.prepare(params)
 figures_dir = runs.run_dir(params) / "figures"
 saved_figures = []
 print(f"{params.dataset}, seed {params.seed}, on {ctx.device}")
@@ -76,10 +80,10 @@ print("methods:", ", ".join(results["methods"]))
 # model gets right / wrong: aligned means near 100 and near 0.
 
 # %%
-display(Markdown(report.results_table(results)))
+display(Markdown(tables.results_table(results)))
 
 # %%
-display(Markdown(report.predictor_table(results["predictor"])))
+display(Markdown(tables.predictor_table(results["predictor"])))
 
 # %% [markdown]
 # ## 3. The alignment gap next to the noise floor
@@ -111,7 +115,7 @@ display(Markdown(
 # %%
 if "tmu" in scores:
     refs = scoring.references(ctx)
-    tmu_outputs, _ = scoring.method_outputs(ctx, refs, "tmu", generalization.tmu_predict_easy(ctx, refs.original)[0])
+    tmu_outputs, _ = runs.method_outputs(ctx, refs, "tmu", generalization.tmu_predict_easy(ctx, refs.original)[0])
     forget_y = ctx.subset("forget")[1]
     tmu_acc = (tmu_outputs.forget.argmax(1) == forget_y).double().mean().item()
     gold_acc = (refs.gold_outputs.forget.argmax(1) == forget_y).double().mean().item()
@@ -137,7 +141,7 @@ rank = {}
 for key, (label, sign) in criteria.items():
     rank[label] = 1 + sum(sign * scores[m][key] > sign * scores["tmu"][key] for m in baselines)
 n = len(baselines) + 1
-display(Markdown(report.markdown_table(["criterion", "TMU's rank among TMU and the baselines"],
+display(Markdown(tables.markdown_table(["criterion", "TMU's rank among TMU and the baselines"],
                                        [[label, f"{r} of {n}"] for label, r in rank.items()])))
 
 # %%

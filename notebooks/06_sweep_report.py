@@ -24,7 +24,8 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from tmu_utils import plots, report, runs, sweep
+from tmu_utils.experiments import runs, sweep
+from tmu_utils.reporting import plots, tables
 
 # %% tags=["parameters"]
 # the folder of runs to summarise (relative: to the repository). The demo reads the five-seed sweep
@@ -49,7 +50,7 @@ assert sweep_runs, f"no finished run below {sweep_folder}"
 seeds = {}
 for run in sweep_runs:
     seeds.setdefault(run.label, []).append(run.seed)
-display(Markdown(report.markdown_table(["setting", "runs", "seeds"],
+display(Markdown(tables.markdown_table(["setting", "runs", "seeds"],
                                        [[label, len(s), ", ".join(map(str, sorted(s)))] for label, s in seeds.items()])))
 
 # %% [markdown]

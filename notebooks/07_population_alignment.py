@@ -31,8 +31,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from tmu_utils import plots, report, runs
-from tmu_utils.params import params_from_namespace
+from tmu_utils.core.params import params_from_namespace
+from tmu_utils.experiments import runs
+from tmu_utils.reporting import plots, tables
 
 # %% tags=["parameters"]
 population_dir = ""  # empty: benchmarks/results/population_twin, the committed benchmark with every method twin-tuned
@@ -83,7 +84,7 @@ klom_forget = {"floor": samples["floor/forget"], **{m: samples[f"{m}/forget"] fo
 fig = plots.plot_klom_cdf(klom_forget)
 
 # %%
-display(Markdown(report.population_table(population)))
+display(Markdown(tables.population_table(population)))
 
 # %% [markdown]
 # ## 3. U-LiRA: could an attacker tell, from one sample's margin, which population a model is from?
@@ -139,7 +140,7 @@ for name in ["retrain_b", *methods]:
                                                             f"{per_sample[m].mean():.3f}"))])
 header = ["population", *(f"{kind}: {what}" for kind in ("easy", "hard")
                           for what in ("margin shift", "spread ratio", "KLoM"))]
-display(Markdown(f"{easy.sum()} easy and {(~easy).sum()} hard forget samples.\n\n" + report.markdown_table(header, rows)))
+display(Markdown(f"{easy.sum()} easy and {(~easy).sum()} hard forget samples.\n\n" + tables.markdown_table(header, rows)))
 
 # %% [markdown]
 # ## 6. What the populations say

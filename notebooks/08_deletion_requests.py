@@ -28,8 +28,9 @@ import math
 
 from IPython.display import Markdown, display
 
-from tmu_utils import requests_report, runs
-from tmu_utils.params import params_from_namespace
+from tmu_utils.core.params import params_from_namespace
+from tmu_utils.experiments import runs
+from tmu_utils.reporting import requests_report
 
 # %% tags=["parameters"]
 requests_dir = ""  # empty: benchmarks/results/requests, the committed benchmark

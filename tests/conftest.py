@@ -8,11 +8,11 @@ import torch
 
 os.environ.setdefault("TMU_PROGRESS", "0")  # progress bars off: stable, quiet output
 
-from tmu_utils.data import load_dataset  # noqa: E402
-from tmu_utils.models import build_model  # noqa: E402
-from tmu_utils.params import make_params  # noqa: E402
-from tmu_utils.training import TrainConfig, seed_everything, train_model  # noqa: E402
-from tmu_utils.unlearning.common import UnlearnTask  # noqa: E402
+from tmu_utils.core.data import load_dataset
+from tmu_utils.core.models import build_model
+from tmu_utils.core.params import make_params
+from tmu_utils.core.training import TrainConfig, seed_everything, train_model
+from tmu_utils.unlearning.common import UnlearnTask
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from tmu_utils.params import UNLEARNING_METHODS
-from tmu_utils.training import predict
+from tmu_utils.core.choices import UNLEARNING_METHODS
+from tmu_utils.core.training import predict
 from tmu_utils.unlearning import METHODS
 from tmu_utils.unlearning.common import start_model
 from tmu_utils.unlearning.salun import saliency_mask

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tmu_utils.cache import Cache, CacheCorruptionWarning
+from tmu_utils.core.cache import Cache, CacheCorruptionWarning
 
 
 def test_round_trip_and_build_once(tmp_path):
@@ -25,7 +25,7 @@ def test_no_temporary_files_left_and_sidecar_written_last(tmp_path, monkeypatch)
     assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["a.json", "a.pt"]
 
     # A crash between payload and sidecar leaves no artefact that loads as complete.
-    import tmu_utils.cache as cache_module
+    import tmu_utils.core.cache as cache_module
 
     real = cache_module._atomic_write
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tmu_utils.__main__ import main
-from tmu_utils.executors import Job, SlurmOptions, run_commands
+from tmu_utils.experiments.executors import Job, SlurmOptions, run_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 

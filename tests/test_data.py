@@ -1,4 +1,4 @@
-"""Tests for tmu_utils.data: each format is written to disk for real, then loaded back."""
+"""Tests for tmu_utils.core.data: each format is written to disk for real, then loaded back."""
 
 import gzip
 import pickle
@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tmu_utils import data
-from tmu_utils.data import DatasetNotFoundError, load_dataset, search_dirs
+from tmu_utils.core import data
+from tmu_utils.core.data import DatasetNotFoundError, load_dataset, search_dirs
 
 REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

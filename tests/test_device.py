@@ -7,11 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tmu_utils import pipeline, runs, training
-from tmu_utils.features import adversarial_feature, curriculum_feature, normalized_features
-from tmu_utils.models import build_model
-from tmu_utils.params import make_params
-from tmu_utils.training import TrainConfig, predict, to_input, train_model
+from tmu_utils.core import context, training
+from tmu_utils.core.models import build_model
+from tmu_utils.core.params import make_params
+from tmu_utils.core.training import TrainConfig, predict, to_input, train_model
+from tmu_utils.experiments import runs
+from tmu_utils.method.features import adversarial_feature, curriculum_feature, normalized_features
 from tmu_utils.unlearning import METHODS, common
 
 CPU = torch.device("cpu")
@@ -49,8 +50,8 @@ def test_training_autocasts_but_evaluation_is_float32(small_problem, monkeypatch
 
 def test_cache_key_names_the_device_type(tmp_path):
     params = make_params({"cache_dir": str(tmp_path)})
-    on = {kind: pipeline.Context(params, None, None, torch.device(kind), None) for kind in ("cpu", "cuda")}
-    fields = pipeline.MEMBER_FIELDS + pipeline.RECIPE_FIELDS
+    on = {kind: context.Context(params, None, None, torch.device(kind), None) for kind in ("cpu", "cuda")}
+    fields = context.MEMBER_FIELDS + context.RECIPE_FIELDS
     cpu_key, cuda_key = (on[kind].key(fields) for kind in ("cpu", "cuda"))
     assert cpu_key != cuda_key and cpu_key.endswith("-cpu") and cuda_key.endswith("-cuda")
     assert runs.environment(CPU)["device_type"] == "cpu"
@@ -72,10 +73,10 @@ def restore_determinism():
 def test_deterministic_flag_is_applied_by_prepare(restore_determinism, tmp_path):
     torch.backends.cudnn.benchmark = True
     smoke = {"train_limit": 600, "test_limit": 200, "cache_dir": str(tmp_path), "device": "cpu"}
-    pipeline.prepare(make_params({**smoke, "deterministic": True}))
+    context.prepare(make_params({**smoke, "deterministic": True}))
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-    pipeline.prepare(make_params(smoke))  # the default switches it off again
+    context.prepare(make_params(smoke))  # the default switches it off again
     assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
 
 

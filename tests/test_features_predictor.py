@@ -2,9 +2,10 @@
 import torch
 import torch.nn.functional as F
 
-from tmu_utils import features as feats
-from tmu_utils.predictor import cross_validated_accuracy, fit_predictor, predict_easy, predict_proba, quality_report
-from tmu_utils.training import predict
+from tmu_utils.core.training import predict
+from tmu_utils.method import features as feats
+from tmu_utils.method.predictor import (cross_validated_accuracy, fit_predictor, predict_easy, predict_proba,
+                                        quality_report)
 
 CPU = torch.device("cpu")
 

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tmu_utils import pipeline, tuning, tuning_grids
 from tmu_utils.__main__ import main
-from tmu_utils.params import ParamsError, load_params, make_params
-from tmu_utils.tuning_grids import tuning_mode
+from tmu_utils.core import context
+from tmu_utils.core.params import ParamsError, load_params, make_params
+from tmu_utils.experiments import tuning, tuning_grids
+from tmu_utils.experiments.tuning_grids import tuning_mode
+from tmu_utils.unlearning import runner
 from tmu_utils.unlearning.tmu_targets import target_variant
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
@@ -23,13 +25,13 @@ def table(tmp_path, monkeypatch):
     """A table `test` in a folder of this test's own, which `fixed_knobs: test` reads."""
     import yaml
 
-    monkeypatch.setattr("tmu_utils.params.FIXED_KNOBS_DIR", tmp_path)  # where fixed_knobs_path looks
+    monkeypatch.setattr("tmu_utils.core.choices.FIXED_KNOBS_DIR", tmp_path)  # where fixed_knobs_path looks
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(TABLE))
     return tmp_path
 
 
 def smoke_context(tmp_path, *overrides):
-    return pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", *overrides]))
+    return context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", *overrides]))
 
 
 def test_each_method_runs_at_its_own_row_and_others_at_the_shared_fields(table):
@@ -51,15 +53,15 @@ def test_none_and_twin_tuning_ignore_the_table(table):
     assert tuning.fixed_context(ctx, "finetune").params == ctx.params
     with_table = smoke_context(table, "fixed_knobs=test")
     # the table is not hashed: the knobs it sets are, so a method it does not list keeps its key
-    assert pipeline.unlearned_key(ctx, "scrub") == pipeline.unlearned_key(with_table, "scrub")
-    assert (pipeline.unlearned_key(tuning.fixed_context(with_table, "finetune"), "finetune")
-            != pipeline.unlearned_key(ctx, "finetune"))
+    assert runner.unlearned_key(ctx, "scrub") == runner.unlearned_key(with_table, "scrub")
+    assert (runner.unlearned_key(tuning.fixed_context(with_table, "finetune"), "finetune")
+            != runner.unlearned_key(ctx, "finetune"))
 
 
 def test_the_committed_default_table_is_valid_and_read_by_default():
     table = tuning_grids.fixed_table(make_params().fixed_knobs)
     assert table, "params.py's default fixed_knobs names an empty table"
-    assert pipeline.artefact_name("tmu", make_params()) in table  # the default tmu has its own row
+    assert runner.artefact_name("tmu", make_params()) in table  # the default tmu has its own row
 
 
 def test_a_bad_table_or_name_is_a_clear_error(table):
@@ -76,18 +78,20 @@ def test_a_bad_table_or_name_is_a_clear_error(table):
 def test_stored_names_share_what_computes_the_same():
     hard_only, hard = make_params(), make_params({"tmu_target": "hard"})
     assert hard_only.tmu_target == "hard_only"
-    assert [pipeline.artefact_name(m, hard_only) for m in ("tmu", "tmu_hard", "tmu_random_rank", "tmu_oracle",
+    assert [runner.artefact_name(m, hard_only) for m in ("tmu", "tmu_hard", "tmu_random_rank", "tmu_oracle",
                                                            "tmu_all_hard", "tmu_hard_only")] == [
         "tmu_hard_only", "tmu", "tmu_random_rank_hard_only", "tmu_oracle_hard_only", "tmu_all_hard", "tmu_hard_only"]
-    assert [pipeline.artefact_name(m, hard) for m in ("tmu", "tmu_hard", "tmu_random_rank")] == [
+    assert [runner.artefact_name(m, hard) for m in ("tmu", "tmu_hard", "tmu_random_rank")] == [
         "tmu", "tmu", "tmu_random_rank"]
     # the ranking controls take tmu's split-based target only
     assert target_variant("tmu_random_rank", "soft") == "hard" and target_variant("tmu_oracle", "hard_only") == "hard_only"
 
 
 def test_a_fixed_run_hands_each_method_its_row(table, monkeypatch):
-    """scoring.method_outputs, which every run, notebook and population goes through, applies the row."""
-    from tmu_utils import generalization, scoring
+    """runs.method_outputs, which every run, notebook and population goes through, applies the row."""
+    from tmu_utils.evaluation import scoring
+    from tmu_utils.experiments import runs
+    from tmu_utils.method import generalization
 
     seen = {}
 
@@ -96,13 +100,13 @@ def test_a_fixed_run_hands_each_method_its_row(table, monkeypatch):
         raise StopIteration  # the knobs are all this test needs
 
     ctx = smoke_context(table, "fixed_knobs=test")
-    original, _ = pipeline.original_model(ctx)
+    original, _ = context.original_model(ctx)
     pred, _ = generalization.tmu_predict_easy(ctx, original)
     refs = scoring.References(original, None, None, None, {})
-    monkeypatch.setattr(pipeline, "unlearned_outputs", spy)
+    monkeypatch.setattr(runner, "unlearned_outputs", spy)
     for method in ("tmu", "finetune", "scrub"):
         with pytest.raises(StopIteration):
-            scoring.method_outputs(ctx, refs, method, pred)
+            runs.method_outputs(ctx, refs, method, pred)
     flat = ctx.params
     assert seen == {"tmu": (0.002, flat.unlearn_epochs, 2), "finetune": (0.02, 1, flat.hard_repeat),
                     "scrub": (flat.unlearn_lr, flat.unlearn_epochs, flat.hard_repeat)}

@@ -1,4 +1,4 @@
-"""Hand-computed checks for tmu_utils.metrics."""
+"""Hand-computed checks for tmu_utils.evaluation.metrics."""
 
 import math
 
@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tmu_utils.metrics import (
-    METRIC_KEYS,
-    Outputs,
-    accuracy,
-    activation_distance,
-    agreement,
-    alignment_metrics,
-    correct,
-    js_divergence,
-)
+from tmu_utils.core.context import Outputs
+from tmu_utils.evaluation.metrics import (METRIC_KEYS, accuracy, activation_distance, agreement, alignment_metrics,
+                                          correct, js_divergence)
 
 
 def onehot_logits(preds, k=3, scale=5.0):

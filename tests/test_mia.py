@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tmu_utils.mia import loss_attack, mia_gap, per_sample_loss
+from tmu_utils.evaluation.mia import loss_attack, mia_gap, per_sample_loss
 
 
 def test_per_sample_loss():

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from tmu_utils.models import build_model
-from tmu_utils.training import TrainConfig, augment_batch, predict, seed_everything, train_model
+from tmu_utils.core.models import build_model
+from tmu_utils.core.training import TrainConfig, augment_batch, predict, seed_everything, train_model
 
 CPU = torch.device("cpu")
 

@@ -10,8 +10,8 @@ import jupytext
 import nbformat
 import pytest
 
-from tmu_utils import notebooks
-from tmu_utils.params import FIELD_TYPES, ParamsError, load_params, make_params
+from tmu_utils.core.params import FIELD_TYPES, ParamsError, load_params, make_params
+from tmu_utils.experiments import notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = [ROOT / "notebooks" / f"{name}.ipynb"
@@ -149,7 +149,7 @@ def test_an_undeclared_override_reaches_the_notebooks_through_the_run_params_fil
                                                                                   monkeypatch):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell('params_file = "params/demo.yaml"\nseed = 1', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("from tmu_utils.notebooks import notebook_params\n"
+        nbformat.v4.new_code_cell("from tmu_utils.experiments.notebooks import notebook_params\n"
                                   "params = notebook_params(globals())\n"
                                   "assert (params.seed, params.epochs, params.train_limit) == (5, 4, 600), params")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

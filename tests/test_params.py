@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tmu_utils.__main__ import main
-from tmu_utils.params import FIELD_DOCS, Params, ParamsError, load_params, make_params, params_hash
+from tmu_utils.core.params import FIELD_DOCS, Params, ParamsError, load_params, make_params, params_hash
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 

@@ -7,10 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmu_utils import generalization, pipeline, runs, scoring
 from tmu_utils.__main__ import main
-from tmu_utils.metrics import METRIC_KEYS
-from tmu_utils.params import DEFAULT_METHODS, load_params
+from tmu_utils.core import context
+from tmu_utils.core.choices import DEFAULT_METHODS
+from tmu_utils.core.params import load_params
+from tmu_utils.evaluation import scoring
+from tmu_utils.evaluation.metrics import METRIC_KEYS
+from tmu_utils.experiments import runs
+from tmu_utils.method import generalization, stages
+from tmu_utils.unlearning import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -64,25 +69,25 @@ def test_original_and_both_gold_models_have_their_own_recorded_seeds(smoke_run, 
 
     def record(ctx, split, seed, desc, **changes):
         used[desc] = seed
-        return pipeline.new_model(ctx), {"seconds": 1.0, "losses": [1.0]}
+        return context.new_model(ctx), {"seconds": 1.0, "losses": [1.0]}
 
-    monkeypatch.setattr(pipeline, "_train_from_scratch", record)
-    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
+    monkeypatch.setattr(context, "train_from_scratch", record)
+    ctx = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
     scoring.references(ctx)
     assert used == {"original M_o": seeds["original"], "gold M_g": seeds["gold"], "gold M_g'": seeds["gold2"]}
     # no role of any replica of a population shares a seed with another
-    all_seeds = [s for r in range(pipeline.MAX_REPLICAS) for s in pipeline.model_seeds(0, r).values()]
+    all_seeds = [s for r in range(context.MAX_REPLICAS) for s in context.model_seeds(0, r).values()]
     assert len(all_seeds) == len(set(all_seeds))
 
 
 def test_random_rank_control_keeps_the_count_and_changes_the_choice(smoke_run, cache_dir):
-    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}"]))
+    ctx = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}"]))
     easy = torch.zeros(len(ctx.splits.forget), dtype=torch.bool)
     easy[: len(easy) // 2] = True
-    control = pipeline.random_rank(ctx, easy)
+    control = runner.random_rank(ctx, easy)
     assert control.sum() == easy.sum() and not torch.equal(control, easy)
-    assert torch.equal(control, pipeline.random_rank(ctx, easy))  # seeded: the same each run
-    assert not torch.equal(control, pipeline.random_rank(ctx.for_replica(1), easy))
+    assert torch.equal(control, runner.random_rank(ctx, easy))  # seeded: the same each run
+    assert not torch.equal(control, runner.random_rank(ctx.for_replica(1), easy))
 
 
 def test_metrics_are_fractions(smoke_run):
@@ -97,8 +102,8 @@ def test_second_run_reuses_every_model(smoke_run, cache_dir, tmp_path, monkeypat
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model was trained again")
 
-    monkeypatch.setattr(pipeline, "train_model", no_training)
-    monkeypatch.setattr(pipeline, "twin_original", no_training)
+    monkeypatch.setattr(context, "train_model", no_training)
+    monkeypatch.setattr(stages, "twin_original", no_training)
     params = load_params(SMOKE, [f"cache_dir={cache_dir}", "methods=[original,retrain,tmu]", f"out_dir={tmp_path}"])
     again = runs.run(params)
     assert again["timing"]["gold_s"] == smoke_run[0]["timing"]["gold_s"]  # measured once, stored with the model
@@ -108,12 +113,12 @@ def test_tmu_never_touches_the_gold_model(tmp_path, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("the method asked for the gold model")
 
-    monkeypatch.setattr(pipeline, "gold_model", forbidden)
+    monkeypatch.setattr(context, "gold_model", forbidden)
     params = load_params(SMOKE, [f"cache_dir={tmp_path}"])
-    ctx = pipeline.prepare(params)
-    original, _ = pipeline.original_model(ctx)
+    ctx = context.prepare(params)
+    original, _ = context.original_model(ctx)
     pred, timing = generalization.tmu_predict_easy(ctx, original)
-    model, seconds = pipeline.unlearn(ctx, "tmu", original, pred.easy)
+    model, seconds = runner.unlearn(ctx, "tmu", original, pred.easy)
     assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built
     assert 0 < pred.easy.float().mean() < 1 and seconds > 0 and timing["tmu_one_off_s"] > 0
     changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values())]
@@ -149,8 +154,8 @@ def test_cli_run_executes_the_five_run_notebooks_on_smoke(tmp_path, capsys):
 
 def test_class_scenario_treats_every_forget_sample_as_hard(tmp_path):
     params = load_params(SMOKE, [f"cache_dir={tmp_path}", "forget_scenario=class", "forget_class=2"])
-    ctx = pipeline.prepare(params)
-    original, _ = pipeline.original_model(ctx)
+    ctx = context.prepare(params)
+    original, _ = context.original_model(ctx)
     pred, _ = generalization.tmu_predict_easy(ctx, original)
     assert len(pred.easy) == len(ctx.splits.forget) and not pred.easy.any()
 

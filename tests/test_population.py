@@ -6,9 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tmu_utils import pipeline, population
 from tmu_utils.__main__ import main
-from tmu_utils.params import load_params
+from tmu_utils.core import context
+from tmu_utils.core.params import load_params
+from tmu_utils.experiments import population
+from tmu_utils.method import stages
+from tmu_utils.unlearning import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -62,9 +65,9 @@ def test_a_second_run_trains_nothing(smoke_population, cache_dir, tmp_path, monk
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model was trained again")
 
-    monkeypatch.setattr(pipeline, "train_model", no_training)
-    monkeypatch.setattr(pipeline, "twin_original", no_training)
-    monkeypatch.setattr(pipeline, "unlearn", no_training)
+    monkeypatch.setattr(context, "train_model", no_training)
+    monkeypatch.setattr(stages, "twin_original", no_training)
+    monkeypatch.setattr(runner, "unlearn", no_training)
     assert main(["population", str(SMOKE), "--models", "3", "--out", str(tmp_path), "--set",
                  f"cache_dir={cache_dir}", "--set", METHODS]) == 0
     again = json.loads((tmp_path / "population.json").read_text())
@@ -78,7 +81,7 @@ def test_a_second_run_trains_nothing(smoke_population, cache_dir, tmp_path, monk
     (["--models", "3", "--set", "methods=[retrain]"], "no method"),
 ])
 def test_bad_input_is_a_clear_error_before_anything_trains(argv, message, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "prepare", lambda *a: pytest.fail("work started despite bad input"))
+    monkeypatch.setattr(context, "prepare", lambda *a: pytest.fail("work started despite bad input"))
     assert main(["population", str(SMOKE), "--out", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
 
@@ -92,11 +95,11 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch, capsys):
 
 
 def test_replicas_use_their_own_models(cache_dir):
-    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}"]))
+    ctx = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}"]))
     seeds = population.population_seeds(ctx, 3)
     assert seeds["originals"][0] == ctx.seeds["original"] and seeds["retrain_a"][0] == ctx.seeds["gold"]
-    first = next(pipeline.original_model(ctx)[0].parameters())
-    second = next(pipeline.original_model(ctx.for_replica(1))[0].parameters())
+    first = next(context.original_model(ctx)[0].parameters())
+    second = next(context.original_model(ctx.for_replica(1))[0].parameters())
     assert not np.array_equal(first.detach().numpy(), second.detach().numpy())
 
 

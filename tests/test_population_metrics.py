@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tmu_utils.population_metrics import klom, margins, sturges_bins, summarize, ulira, ulira_scores
+from tmu_utils.evaluation.population_metrics import klom, margins, sturges_bins, summarize, ulira, ulira_scores
 
 
 def test_margin_is_true_logit_minus_best_other():

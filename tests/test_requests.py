@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmu_utils import amortised, generalization, pipeline, requests
 from tmu_utils.__main__ import main
-from tmu_utils.params import load_params
+from tmu_utils.core import context
+from tmu_utils.core.params import load_params
+from tmu_utils.experiments import request_stream, requests
+from tmu_utils.method import amortised, generalization
+from tmu_utils.unlearning import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -27,7 +30,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ctx(cache_dir):
-    return pipeline.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}"]))
+    return context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}"]))
 
 
 @pytest.fixture(scope="module")
@@ -80,43 +83,43 @@ def test_metrics_on_the_union_and_on_the_newest_request(stream_run):
 
 
 def test_requests_are_disjoint_members_and_the_first_of_one_is_the_single_run_forget_set(ctx):
-    stream = requests.make_stream(ctx, 3, 80)
+    stream = request_stream.make_stream(ctx, 3, 80)
     union = stream.union(3)
     assert len(union) == len(union.unique()) == 240
     assert torch.isin(union, ctx.splits.members).all()
-    assert torch.equal(requests.make_stream(ctx, 1, len(ctx.splits.forget)).requests[0], ctx.splits.forget)
-    retain = requests.request_context(ctx, stream, 2).splits.retain
+    assert torch.equal(request_stream.make_stream(ctx, 1, len(ctx.splits.forget)).requests[0], ctx.splits.forget)
+    retain = request_stream.request_context(ctx, stream, 2).splits.retain
     assert len(retain) == len(ctx.splits.members) - 160 and not torch.isin(retain, stream.union(2)).any()
     assert torch.isin(stream.requests[2], retain).all()  # request 3 is still retained after request 2
 
 
 def test_each_request_is_applied_to_the_model_the_previous_one_left(stream_run, ctx):
-    stream = requests.make_stream(ctx, 3, 80)
-    original = pipeline.original_model(ctx)[0]
+    stream = request_stream.make_stream(ctx, 3, 80)
+    original = context.original_model(ctx)[0]
     after_1 = requests.deployed_model(ctx, stream, "finetune", 1, original, None)[0]
     after_2 = requests.deployed_model(ctx, stream, "finetune", 2, original, None)[0]
-    rctx = requests.request_context(ctx, stream, 2)
-    again = pipeline.unlearn(rctx, "finetune", after_1)[0]
-    from_original = pipeline.unlearn(rctx, "finetune", original)[0]
+    rctx = request_stream.request_context(ctx, stream, 2)
+    again = runner.unlearn(rctx, "finetune", after_1)[0]
+    from_original = runner.unlearn(rctx, "finetune", original)[0]
     x = ctx.subset("test")[0][:200]
-    logits = pipeline.predict(after_2, x, ctx.device)
-    assert torch.allclose(logits, pipeline.predict(again, x, ctx.device), atol=1e-5)
-    assert not torch.allclose(logits, pipeline.predict(from_original, x, ctx.device), atol=1e-3)
+    logits = context.predict(after_2, x, ctx.device)
+    assert torch.allclose(logits, context.predict(again, x, ctx.device), atol=1e-5)
+    assert not torch.allclose(logits, context.predict(from_original, x, ctx.device), atol=1e-3)
 
 
 def test_the_gold_model_of_request_r_is_retrained_without_the_union(ctx, tmp_path, monkeypatch):
-    fresh = dataclasses.replace(ctx, cache=pipeline.Cache(tmp_path))
-    stream = requests.make_stream(fresh, 3, 80)
+    fresh = dataclasses.replace(ctx, cache=context.Cache(tmp_path))
+    stream = request_stream.make_stream(fresh, 3, 80)
     seen = []
 
     def capture(model, x, y, *args, **kwargs):
         seen.append(y)
         raise Captured
 
-    monkeypatch.setattr(pipeline, "train_model", capture)
+    monkeypatch.setattr(context, "train_model", capture)
     with pytest.raises(Captured):
         requests.gold_model(fresh, stream, 2)
-    retain = requests.request_context(fresh, stream, 2).splits.retain
+    retain = request_stream.request_context(fresh, stream, 2).splits.retain
     assert torch.equal(seen[0], ctx.dataset.train_y[retain]) and len(seen[0]) == len(ctx.splits.members) - 160
 
 
@@ -124,7 +127,7 @@ def test_a_second_run_trains_nothing(stream_run, cache_dir, tmp_path, monkeypatc
     def no_work(*args, **kwargs):
         raise AssertionError("a cached artefact was built again")
 
-    for module, name in ((pipeline, "train_model"), (pipeline, "unlearn"), (amortised, "twin_original"),
+    for module, name in ((context, "train_model"), (runner, "unlearn"), (amortised, "twin_original"),
                          (amortised, "fit_predictor"), (amortised, "request_features")):
         monkeypatch.setattr(module, name, no_work)
     assert main(["requests", str(SMOKE), "--requests", "3", "--out", str(tmp_path), "--set",
@@ -178,7 +181,7 @@ def test_gold_every_k_scores_every_kth_request_only(stream_run, cache_dir, tmp_p
     (["--requests", "3", "--set", "fixed_knobs=default"], "tuning 'auto' tunes on the twin problem"),
 ])
 def test_bad_arguments_are_a_clear_error_before_the_data_is_loaded(argv, message, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "prepare", lambda *a: pytest.fail("work started despite bad input"))
+    monkeypatch.setattr(context, "prepare", lambda *a: pytest.fail("work started despite bad input"))
     assert main(["requests", str(SMOKE), "--out", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
 
@@ -189,8 +192,8 @@ def test_bad_arguments_are_a_clear_error_before_the_data_is_loaded(argv, message
 ])
 def test_requests_that_cannot_be_drawn_are_a_clear_error_before_any_training(argv, message, cache_dir, tmp_path,
                                                                              monkeypatch, capsys):
-    monkeypatch.setattr(pipeline, "train_model", lambda *a, **k: pytest.fail("a model trained despite bad input"))
-    monkeypatch.setattr(pipeline, "original_model", lambda *a, **k: pytest.fail("work started despite bad input"))
+    monkeypatch.setattr(context, "train_model", lambda *a, **k: pytest.fail("a model trained despite bad input"))
+    monkeypatch.setattr(context, "original_model", lambda *a, **k: pytest.fail("work started despite bad input"))
     assert main(["requests", str(SMOKE), "--out", str(tmp_path), "--set", f"cache_dir={cache_dir}", *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "requests.json").exists()
@@ -200,7 +203,7 @@ def test_the_independent_twin_ignores_the_request(ctx):
     twin = amortised.independent_twin_forget(ctx)
     assert len(twin) == round(ctx.params.forget_fraction * len(ctx.splits.members))
     assert torch.isin(twin, ctx.splits.holdout).all() and not torch.isin(twin, ctx.splits.members).any()
-    other = requests.make_stream(ctx, 2, 100).requests[1]
+    other = request_stream.make_stream(ctx, 2, 100).requests[1]
     moved = dataclasses.replace(ctx, splits=dataclasses.replace(ctx.splits, forget=other))
     assert torch.equal(amortised.independent_twin_forget(moved), twin)
     matched = ctx.splits.twin_forget
@@ -208,11 +211,11 @@ def test_the_independent_twin_ignores_the_request(ctx):
 
 
 def test_independent_twin_in_a_single_run_has_its_own_tmu_key_and_the_baselines_keep_theirs(cache_dir):
-    matched = pipeline.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}"]))
-    independent = pipeline.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", "twin_forget=independent"]))
-    assert pipeline.unlearned_key(matched, "tmu") != pipeline.unlearned_key(independent, "tmu")
-    assert pipeline.unlearned_key(matched, "finetune") == pipeline.unlearned_key(independent, "finetune")
-    original = pipeline.original_model(independent)[0]
+    matched = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}"]))
+    independent = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", "twin_forget=independent"]))
+    assert runner.unlearned_key(matched, "tmu") != runner.unlearned_key(independent, "tmu")
+    assert runner.unlearned_key(matched, "finetune") == runner.unlearned_key(independent, "finetune")
+    original = context.original_model(independent)[0]
     pred, timing = generalization.tmu_predict_easy(independent, original)
     assert len(pred.easy) == len(independent.splits.forget)
     assert pred.easy.sum() == round(pred.twin_easy_rate * len(pred.easy))  # rate_match on the twin's easy rate

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from tmu_utils.params import make_params
-from tmu_utils.splits import SplitError, make_splits
+from tmu_utils.core.params import make_params
+from tmu_utils.core.splits import SplitError, make_splits
 
 TRAIN_Y = torch.arange(6000) % 10
 TEST_Y = torch.arange(1000) % 10
@@ -77,7 +77,7 @@ def test_impossible_requests_fail_clearly(values, message):
 
 
 def test_fraction_outside_unit_interval_is_rejected():
-    from tmu_utils.params import Params
+    from tmu_utils.core.params import Params
 
     p = Params(forget_fraction=1.5)  # bypasses validation on purpose
     with pytest.raises(SplitError, match="forget_fraction"):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tmu_utils.__main__ import main
-from tmu_utils.executors import Job, add_executor_arguments, run_commands, slurm_options
-from tmu_utils.params import ParamsError
-from tmu_utils import report
-from tmu_utils.sweep import SUMMARY_METRICS, expand, mean_ci
+from tmu_utils.core.params import ParamsError
+from tmu_utils.experiments.executors import Job, add_executor_arguments, run_commands, slurm_options
+from tmu_utils.experiments.sweep import SUMMARY_METRICS, expand, mean_ci
+from tmu_utils.reporting import tables
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,9 +44,9 @@ def test_mean_ci_matches_student_t():
 
 
 def test_markdown_table_has_one_line_per_row_and_equal_column_counts():
-    table = report.markdown_table(["method", "n"], [["tmu", 2], ["scrub", 3]]).splitlines()
+    table = tables.markdown_table(["method", "n"], [["tmu", 2], ["scrub", 3]]).splitlines()
     assert table == ["| method | n |", "|---|---|", "| tmu | 2 |", "| scrub | 3 |"]
-    assert report.fmt("delta_forget", 0.0123, 0.0045) == "1.23 ± 0.45" and report.fmt("tow", None) == "–"
+    assert tables.fmt("delta_forget", 0.0123, 0.0045) == "1.23 ± 0.45" and tables.fmt("tow", None) == "–"
 
 
 def test_sweep_isolates_failures_resumes_and_summarises(tmp_path, monkeypatch, capsys):
@@ -68,17 +68,17 @@ def test_sweep_isolates_failures_resumes_and_summarises(tmp_path, monkeypatch, c
     assert len(tmu) == 1 and tmu[0]["n"] == "2" and math.isfinite(float(tmu[0]["ci95"]))
     summary = (out / "summary.md").read_text()
     assert "± " in summary
-    # the same column labels as the run's own table (report.results_table) and the notebooks
+    # the same column labels as the run's own table (tables.results_table) and the notebooks
     header = next(line for line in summary.splitlines() if line.startswith("| method | n |"))
-    assert [cell.strip() for cell in header.strip("|").split("|")][2:] == [report.label(k) for k in SUMMARY_METRICS]
-    assert "Δforget pp" in header and f"| {report.NOISE_FLOOR_LABEL} |" in summary
+    assert [cell.strip() for cell in header.strip("|").split("|")][2:] == [tables.label(k) for k in SUMMARY_METRICS]
+    assert "Δforget pp" in header and f"| {tables.NOISE_FLOOR_LABEL} |" in summary
 
     assert main(["sweep", str(spec), "--out", str(out), "--jobs", "2", "--direct"]) == 1
     assert "2 already done, 0 to run" in capsys.readouterr().out
 
 
     # 06 reads only results: once over the finished sweep (as `sweep` without --direct runs it)
-    from tmu_utils import notebooks, sweep
+    from tmu_utils.experiments import notebooks, sweep
 
     assert {(r.label, r.seed) for r in sweep.find_runs(out)} == {("forget_fraction=0.1", 0), ("forget_fraction=0.1", 1)}
     report_nb = notebooks.run_sweep_report(out)

@@ -8,7 +8,7 @@ The tests use the latter, the setting in which the mechanism is expected to work
 import pytest
 import torch
 
-from tmu_utils.training import predict
+from tmu_utils.core.training import predict
 from tmu_utils.unlearning import METHODS
 from tmu_utils.unlearning.common import runner_up_labels
 

@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmu_utils import generalization, pipeline, tuning, tuning_problem
-from tmu_utils.params import ParamsError, load_params, make_params
-from tmu_utils.training import predict
-from tmu_utils.unlearning import METHODS
-from tmu_utils.unlearning.common import runner_up_labels, true_class_margins
+from tmu_utils.core import context
+from tmu_utils.core.params import ParamsError, load_params, make_params
+from tmu_utils.core.training import predict, true_class_margins
+from tmu_utils.experiments import tuning, tuning_problem
+from tmu_utils.method import generalization, stages
+from tmu_utils.unlearning import METHODS, runner
+from tmu_utils.unlearning.common import runner_up_labels
 from tmu_utils.unlearning.tmu_targets import margin_targets, soft_targets
 
 CPU = torch.device("cpu")
@@ -155,34 +157,34 @@ def test_tmu_target_must_be_a_known_variant():
 
 
 def test_tmu_target_changes_no_other_methods_key(tmp_path):
-    hard = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=hard"]))
-    soft = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=soft"]))
-    hard_only = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))  # the default
+    hard = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=hard"]))
+    soft = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=soft"]))
+    hard_only = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))  # the default
     for method in ("tmu_oracle", "tmu_random_rank", "tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only",
                    "finetune", "scrub"):
-        assert pipeline.unlearned_key(hard, method) == pipeline.unlearned_key(soft, method), method
+        assert runner.unlearned_key(hard, method) == runner.unlearned_key(soft, method), method
         assert tuning.tuning_key(hard, method) == tuning.tuning_key(soft, method), method
     # `tmu` at tmu_target soft computes what tmu_soft computes, and is stored under that name
-    assert pipeline.unlearned_key(soft, "tmu") == pipeline.unlearned_key(hard, "tmu_soft")
+    assert runner.unlearned_key(soft, "tmu") == runner.unlearned_key(hard, "tmu_soft")
     assert tuning.tuning_key(soft, "tmu") == tuning.tuning_key(hard, "tmu_soft")
     # at hard_only `tmu` is tmu_hard_only, tmu_hard is the hard flip `tmu` was, and the ranking controls
     # (which follow tmu's split-based target) are stored apart from their hard-flip selves
-    assert pipeline.unlearned_key(hard_only, "tmu") == pipeline.unlearned_key(hard, "tmu_hard_only")
-    assert pipeline.unlearned_key(hard_only, "tmu_hard") == pipeline.unlearned_key(hard, "tmu")
+    assert runner.unlearned_key(hard_only, "tmu") == runner.unlearned_key(hard, "tmu_hard_only")
+    assert runner.unlearned_key(hard_only, "tmu_hard") == runner.unlearned_key(hard, "tmu")
     assert tuning.tuning_key(hard_only, "tmu_hard") == tuning.tuning_key(hard, "tmu")
     for control in ("tmu_oracle", "tmu_random_rank"):
-        assert pipeline.unlearned_key(hard_only, control) != pipeline.unlearned_key(hard, control)
-    assert pipeline.unlearned_key(hard_only, "tmu_all_hard") == pipeline.unlearned_key(hard, "tmu_all_hard")
-    assert pipeline.unlearned_key(hard, "tmu").startswith("tmu-")
+        assert runner.unlearned_key(hard_only, control) != runner.unlearned_key(hard, control)
+    assert runner.unlearned_key(hard_only, "tmu_all_hard") == runner.unlearned_key(hard, "tmu_all_hard")
+    assert runner.unlearned_key(hard, "tmu").startswith("tmu-")
 
 
 def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a TMU target variant asked for the gold model")
 
-    monkeypatch.setattr(pipeline, "gold_model", forbidden)
-    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tuning=twin", "tune_budget=1"]))
-    original, _ = pipeline.original_model(ctx)
+    monkeypatch.setattr(context, "gold_model", forbidden)
+    ctx = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tuning=twin", "tune_budget=1"]))
+    original, _ = context.original_model(ctx)
     pred, _ = generalization.tmu_predict_easy(ctx, original)
     tx, ty = ctx.subset("twin_forget")
     assert torch.equal(pred.reference_margins, true_class_margins(predict(original, tx, ctx.device), ty))
@@ -190,7 +192,7 @@ def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
     records, _ = tuning.tune_methods(ctx, original, variants)
     assert list(records) == variants and all(len(r["grid"]) == 1 for r in records.values())
     for method in variants:
-        model, seconds = pipeline.unlearn(tuning.tuned_context(ctx, records[method]), method, original, pred.easy,
+        model, seconds = runner.unlearn(tuning.tuned_context(ctx, records[method]), method, original, pred.easy,
                                           easy_proba=pred.proba, reference_margins=pred.reference_margins)
         assert seconds > 0
         assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
@@ -198,8 +200,8 @@ def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
 
 
 def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_margins(tmp_path, monkeypatch):
-    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tune_budget=1"]))
-    original, _ = pipeline.original_model(ctx)
+    ctx = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tune_budget=1"]))
+    original, _ = context.original_model(ctx)
     twin, _ = tuning_problem.tuning_twin(ctx, original)  # the twin problem's original (matched to M_o's memorisation)
     seen = []
     real_predict = tuning_problem.predict
@@ -220,8 +222,8 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
     real = tuning.METHODS["tmu_margin"]
     monkeypatch.setitem(tuning.METHODS, "tmu_margin", lambda task: handed.update(task=task) or real(task))
     tuning.tune_methods(ctx, original, ["tmu_margin"])
-    predictor_twin, _ = pipeline.twin_model(ctx, original)
-    raw, _ = pipeline.generalization_features(ctx, original, predictor_twin, pipeline.curriculum_model(ctx)[0])
+    predictor_twin, _ = stages.twin_model(ctx, original)
+    raw, _ = stages.generalization_features(ctx, original, predictor_twin, stages.curriculum_model(ctx)[0])
     easy, proba = tuning_problem.out_of_fold_easy(ctx, raw)  # out of fold: never a fit on the sample's own label
     task = handed["task"]
     assert torch.equal(task.easy, easy) and torch.equal(task.easy_proba, proba)
@@ -231,7 +233,7 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
 
 def test_choose_target_on_one_smoke_seed_trains_no_gold_model(benchmark_script, tmp_path, monkeypatch):
     script = benchmark_script("choose_target")
-    monkeypatch.setattr(pipeline, "gold_model", lambda *args, **kwargs: pytest.fail("choose_target built a gold model"))
+    monkeypatch.setattr(context, "gold_model", lambda *args, **kwargs: pytest.fail("choose_target built a gold model"))
     out, cache = tmp_path / "out", tmp_path / "cache"
     assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "tune_budget=2",
                         "--set", f"cache_dir={cache}", "--set", "tmu_target=margin"]) == 0
@@ -251,8 +253,8 @@ def test_choose_target_on_one_smoke_seed_trains_no_gold_model(benchmark_script, 
 
 
 def test_twin_splits_cached_before_the_variants_gain_their_proba(tmp_path):
-    ctx = pipeline.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
-    original, _ = pipeline.original_model(ctx)
+    ctx = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
+    original, _ = context.original_model(ctx)
     splits, proba, _ = tuning_problem.twin_easy_splits(ctx, original)
     key = ctx.key(tuning_problem.EASY_FIELDS)
     old, meta = ctx.cache.load("twin_easy", key)

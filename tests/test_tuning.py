@@ -1,4 +1,4 @@
-"""Gold-free tuning on the twin problem (tmu_utils/tuning.py), on params/smoke.yaml: the results.json
+"""Gold-free tuning on the twin problem (tmu_utils/experiments/tuning.py), on params/smoke.yaml: the results.json
 block, equal budgets, the choice rule, the cache, out-of-fold TMU splits, and no gold model."""
 import dataclasses
 import json
@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmu_utils import generalization, pipeline, runs, tuning, tuning_grids, tuning_problem
 from tmu_utils.__main__ import main
-from tmu_utils.metrics import Outputs
-from tmu_utils.params import TUNE_GRID_POINTS, UNLEARNING_METHODS, ParamsError, load_params, make_params
-from tmu_utils.twin import accuracy
+from tmu_utils.core import context
+from tmu_utils.core.choices import TUNE_GRID_POINTS, UNLEARNING_METHODS
+from tmu_utils.core.context import Outputs
+from tmu_utils.core.params import ParamsError, load_params, make_params
+from tmu_utils.experiments import runs, tuning, tuning_grids, tuning_problem
+from tmu_utils.method import generalization, stages
+from tmu_utils.method.twin import accuracy
+from tmu_utils.unlearning import runner
 from tmu_utils.unlearning.common import EPOCH_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +41,7 @@ def twin_run(cache_dir, tmp_path_factory):
 
 
 def smoke_context(cache_dir, *overrides):
-    return pipeline.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", "tuning=twin", *overrides]))
+    return context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", "tuning=twin", *overrides]))
 
 
 def test_cli_twin_run_records_equal_budgets_and_the_best_point(twin_run):
@@ -60,15 +64,15 @@ def test_cli_twin_run_records_equal_budgets_and_the_best_point(twin_run):
 
 def test_the_real_unlearning_runs_with_the_chosen_knobs(twin_run, cache_dir, tmp_path, monkeypatch):
     seen = {}
-    fetch = pipeline.unlearned_outputs
+    fetch = runner.unlearned_outputs
 
     def spy(ctx, method, original, easy=None, **target_inputs):
         seen[method] = {k: getattr(ctx.params, k) for k in tuning_grids.KNOBS[method]}
         return fetch(ctx, method, original, easy, **target_inputs)
 
-    monkeypatch.setattr(pipeline, "unlearned_outputs", spy)
+    monkeypatch.setattr(runner, "unlearned_outputs", spy)
     params = load_params(SMOKE, ["tuning=twin", f"methods={METHODS}", f"cache_dir={cache_dir}", f"out_dir={tmp_path}"])
-    again = runs.evaluate(pipeline.prepare(params))
+    again = runs.evaluate(context.prepare(params))
     assert seen == {m: twin_run["tuning"][m]["chosen"] for m in TUNED}
     for key in ("forget_acc", "activation_distance", "time_s"):  # fetched, not re-unlearned with other knobs
         assert again["methods"]["tmu"][key] == twin_run["methods"]["tmu"][key]
@@ -80,7 +84,7 @@ def test_a_rerun_does_not_tune_again(twin_run, cache_dir, monkeypatch):
 
     monkeypatch.setattr(tuning, "tune_method", no_tuning)
     ctx = smoke_context(cache_dir, f"methods={METHODS}")
-    records, _ = tuning.tune_methods(ctx, pipeline.original_model(ctx)[0], ctx.params.methods)
+    records, _ = tuning.tune_methods(ctx, context.original_model(ctx)[0], ctx.params.methods)
     assert {m: r["chosen"] for m, r in records.items()} == {m: twin_run["tuning"][m]["chosen"] for m in TUNED}
 
 
@@ -88,16 +92,16 @@ def test_tuning_and_unlearning_never_touch_the_gold_model(tmp_path, monkeypatch)
     def forbidden(*args, **kwargs):
         raise AssertionError("tuning asked for the gold model")
 
-    monkeypatch.setattr(pipeline, "gold_model", forbidden)
+    monkeypatch.setattr(context, "gold_model", forbidden)
     ctx = smoke_context(tmp_path, "tune_budget=2")
-    original, _ = pipeline.original_model(ctx)
+    original, _ = context.original_model(ctx)
     pred, _ = generalization.tmu_predict_easy(ctx, original)
     tunable = [m for m in UNLEARNING_METHODS if m in tuning_grids.KNOBS]
     records, _ = tuning.tune_methods(ctx, original, tunable)
     assert list(records) == tunable and all(len(r["grid"]) == 2 for r in records.values())
     for method in ("tmu", "finetune", "scrub"):  # the real unlearning, with the chosen knobs
         easy = pred.easy if method == "tmu" else None
-        model, seconds = pipeline.unlearn(tuning.tuned_context(ctx, records[method]), method, original, easy)
+        model, seconds = runner.unlearn(tuning.tuned_context(ctx, records[method]), method, original, easy)
         assert seconds > 0
     assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built
 
@@ -105,7 +109,7 @@ def test_tuning_and_unlearning_never_touch_the_gold_model(tmp_path, monkeypatch)
 @pytest.mark.parametrize("method", EPOCH_PREFIX)
 def test_points_read_off_a_longer_run_equal_their_own_runs(method, twin_run, cache_dir):
     ctx = smoke_context(cache_dir)
-    original, _ = pipeline.original_model(ctx)
+    original, _ = context.original_model(ctx)
     problem = tuning_problem.twin_problem(ctx, original)
     record = tuning.tune_method(ctx, problem, method, None)
     grid = record["grid"]
@@ -120,7 +124,7 @@ def test_points_read_off_a_longer_run_equal_their_own_runs(method, twin_run, cac
 
 def test_only_epoch_prefix_methods_are_read_after_each_epoch(twin_run, cache_dir):
     ctx = smoke_context(cache_dir)
-    original, _ = pipeline.original_model(ctx)
+    original, _ = context.original_model(ctx)
     problem = tuning_problem.twin_problem(ctx, original)
     grid = tuning.grid_points("l1_sparse", ctx.params)
     assert tuning.shared_runs("l1_sparse", grid) == {i: [i] for i in range(len(grid))}
@@ -132,9 +136,9 @@ def test_only_epoch_prefix_methods_are_read_after_each_epoch(twin_run, cache_dir
 
 def test_tmu_twin_split_is_out_of_fold(twin_run, cache_dir, monkeypatch):
     ctx = smoke_context(cache_dir)
-    original, _ = pipeline.original_model(ctx)
-    twin, _ = pipeline.twin_model(ctx, original)
-    raw, _ = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])
+    original, _ = context.original_model(ctx)
+    twin, _ = stages.twin_model(ctx, original)
+    raw, _ = stages.generalization_features(ctx, original, twin, stages.curriculum_model(ctx)[0])
     g = raw["twin_labels"]
     rows = []
     fit = tuning_problem.fit_predictor
@@ -156,13 +160,13 @@ def test_tmu_twin_split_is_out_of_fold(twin_run, cache_dir, monkeypatch):
 def test_tmu_is_handed_the_out_of_fold_split_and_only_the_oracle_the_labels(twin_run, cache_dir, monkeypatch):
     # predictor_epochs=49: a new key for the splits and TMU's tuning, the cached models and features
     ctx = smoke_context(cache_dir, "predictor_epochs=49", "tune_budget=1")
-    original, _ = pipeline.original_model(ctx)
+    original, _ = context.original_model(ctx)
     n = len(ctx.splits.twin_forget)
     planted = torch.arange(n) % 3 == 0
     monkeypatch.setattr(tuning_problem, "out_of_fold_easy", lambda ctx, raw: (planted.clone(), planted.float()))
     splits, proba, _ = tuning_problem.twin_easy_splits(ctx, original)
-    twin, _ = pipeline.twin_model(ctx, original)
-    g = pipeline.generalization_features(ctx, original, twin, pipeline.curriculum_model(ctx)[0])[0]["twin_labels"]
+    twin, _ = stages.twin_model(ctx, original)
+    g = stages.generalization_features(ctx, original, twin, stages.curriculum_model(ctx)[0])[0]["twin_labels"]
     assert torch.equal(splits["tmu"], planted) and torch.equal(splits["tmu_oracle"], g)
     assert torch.equal(proba, planted.float()) and torch.equal(splits["tmu_soft"], planted)
     assert splits["tmu_random_rank"].sum() == planted.sum() and not torch.equal(splits["tmu_random_rank"], planted)
@@ -266,7 +270,7 @@ def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaul
     written = json.loads((out / "smoke.json").read_text())
     # by stored name: at the default target `tmu` is tmu_hard_only and tmu_hard the hard flip `tmu`
     assert list(written["seeds"]) == ["100"] and list(written["median"]) == ["tmu_hard_only", "tmu", "neggrad"]
-    monkeypatch.setattr("tmu_utils.params.FIXED_KNOBS_DIR", out)
+    monkeypatch.setattr("tmu_utils.core.choices.FIXED_KNOBS_DIR", out)
     assert tuning_grids.fixed_table("smoke") == written["median"]  # the table `fixed_knobs: smoke` would read
     import yaml
 
@@ -316,23 +320,23 @@ def test_class_scenario_hands_tmu_nothing_easy_on_the_twin_problem_too(twin_run,
     handed = []
     real = tuning.METHODS["tmu"]
     monkeypatch.setitem(tuning.METHODS, "tmu", lambda task: handed.append(task.easy.clone()) or real(task))
-    tuning.tune_methods(ctx, pipeline.original_model(ctx)[0], ["tmu"])
+    tuning.tune_methods(ctx, context.original_model(ctx)[0], ["tmu"])
     assert len(handed) == 1 and len(handed[0]) == len(ctx.splits.twin_forget) and not handed[0].any()
 
 
 def test_the_tuner_twin_is_matched_and_the_predictor_twin_is_not(twin_run, cache_dir):
     ctx = smoke_context(cache_dir)  # twin_match members, the default
-    original, _ = pipeline.original_model(ctx)
+    original, _ = context.original_model(ctx)
     problem = tuning_problem.twin_problem(ctx, original)
-    _, meta = pipeline.twin_model(ctx, original, matched=True)
+    _, meta = stages.twin_model(ctx, original, matched=True)
     tx, ty = ctx.subset("twin_forget")
     reached = accuracy(problem.original, tx, ty, ctx.device)
     assert reached == meta["twin_forget_accuracy"][-1]  # the twin problem's original is the matched M_t
     assert reached >= meta["match_accuracy"] or meta["epochs"] == ctx.params.twin_max_epochs
     # TMU's predictor reads the twin_epochs M_t whatever twin_match says
     plain = smoke_context(cache_dir, "twin_match=none")
-    a, _ = pipeline.twin_model(ctx, original)
-    b, _ = pipeline.twin_model(plain, original)
+    a, _ = stages.twin_model(ctx, original)
+    b, _ = stages.twin_model(plain, original)
     def same(m, n):
         return all(torch.equal(x, y) for x, y in zip(m.state_dict().values(), n.state_dict().values()))
 
@@ -340,4 +344,4 @@ def test_the_tuner_twin_is_matched_and_the_predictor_twin_is_not(twin_run, cache
     assert not same(problem.original, a)
     # a tuning on the other twin is another tuning; the real unlearning's key holds only the knobs
     assert tuning.tuning_key(ctx, "tmu") != tuning.tuning_key(plain, "tmu")
-    assert pipeline.unlearned_key(ctx, "tmu") == pipeline.unlearned_key(plain, "tmu")
+    assert runner.unlearned_key(ctx, "tmu") == runner.unlearned_key(plain, "tmu")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from tmu_utils.params import make_params
-from tmu_utils.twin import MatchTarget, accuracy, twin_original
+from tmu_utils.core.params import make_params
+from tmu_utils.method.twin import MatchTarget, accuracy, twin_original
 
 CPU = torch.device("cpu")
 

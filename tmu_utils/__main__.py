@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from .executors import SubmissionError, add_executor_arguments, slurm_options
-from .params import FIELD_DOCS, Params, ParamsError, load_params
+from .core.params import FIELD_DOCS, Params, ParamsError, load_params
+from .experiments.executors import SubmissionError, add_executor_arguments, slurm_options
 
 
 def parameters_help() -> str:
@@ -77,16 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    from .data import DatasetNotFoundError, load_dataset
-    from .runs import run, run_dir
-    from .report import predictor_table, results_table
+    from .core.data import DatasetNotFoundError, load_dataset
+    from .experiments.runs import run, run_dir
+    from .reporting.tables import predictor_table, results_table
 
     try:
         if args.direct:
             results = run(params)
         else:
             load_dataset(params.dataset, params.data_dir or None, image_size=params.image_size)  # fail early, clearly
-            from .notebooks import NotebookError, run_notebooks
+            from .experiments.notebooks import NotebookError, run_notebooks
 
             try:
                 run_notebooks(params, run_dir(params), {o.split("=", 1)[0] for o in overrides})
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep_command(args: argparse.Namespace) -> int:
-    from .sweep import execute, expand, summarize
+    from .experiments.sweep import execute, expand, summarize
 
     try:
         base, runs = expand(args.sweep, args.out)
@@ -129,7 +129,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     summary = summarize(runs, args.out)
     print(f"\n{summary.read_text()}\nwritten to {summary} and {summary.with_suffix('.csv')}")
     if not args.direct and any(run.done for run in runs):  # the sweep's report, once, over its finished runs
-        from .notebooks import run_sweep_report
+        from .experiments.notebooks import run_sweep_report
 
         print(f"report: {run_sweep_report(Path(args.out))}")
     for label, messages in failures.items():
@@ -139,18 +139,18 @@ def _sweep_command(args: argparse.Namespace) -> int:
 
 
 def _population_command(args: argparse.Namespace) -> int:
-    from .data import DatasetNotFoundError
+    from .core.data import DatasetNotFoundError
 
     try:
         params = load_params(args.params, args.overrides)
         if args.jobs < 1:
             raise ParamsError(f"--jobs must be at least 1; got {args.jobs}")
         slurm = slurm_options(args)
-        from . import population
+        from .experiments import population
 
         population.check(params, args.models)
         if args.only_replica is not None:  # a worker of --jobs: build one replica into the cache
-            from .pipeline import prepare
+            from .core.context import prepare
 
             ctx = prepare(params)
             population.build_replica(ctx.for_replica(args.only_replica), population.population_methods(params),
@@ -175,11 +175,11 @@ def _population_command(args: argparse.Namespace) -> int:
 
 
 def _requests_command(args: argparse.Namespace) -> int:
-    from .data import DatasetNotFoundError
+    from .core.data import DatasetNotFoundError
 
     try:
         params = load_params(args.params, args.overrides)
-        from . import requests
+        from .experiments import requests
 
         requests.check(params, args.requests, args.request_size, args.gold_every)
         result = requests.evaluate_stream(params, args.requests, args.out, args.request_size, args.gold_every)
@@ -195,7 +195,7 @@ def _requests_command(args: argparse.Namespace) -> int:
 
 
 def _data_command(args: argparse.Namespace) -> int:
-    from .data import DatasetNotFoundError, load_dataset
+    from .core.data import DatasetNotFoundError, load_dataset
 
     try:
         d = load_dataset(args.dataset, args.data_dir, download=args.download)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training import predict
+from ..core.training import predict
 from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, original_logits, retain_subset,
                      start_model, unlearn_optimizer)
 

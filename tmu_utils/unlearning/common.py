@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..params import Params
-from ..training import predict, to_input
+from ..core.params import Params
+from ..core.training import predict, to_input
 
 
 @dataclass
@@ -110,14 +110,6 @@ def runner_up_labels(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     masked = logits.clone()
     masked[torch.arange(len(labels)), labels] = float("-inf")
     return masked.argmax(1)
-
-
-def true_class_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per sample: the logit of the true class minus the largest other logit (> 0 means correct);
-    differentiable, so it serves as a loss input and as a measurement."""
-    true = logits.gather(1, labels.view(-1, 1)).squeeze(1)
-    others = logits.scatter(1, labels.view(-1, 1), float("-inf"))
-    return true - others.max(1).values
 
 
 def random_wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:

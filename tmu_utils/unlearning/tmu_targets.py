@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.training import true_class_margins
 from .common import (UnlearnTask, method_generator, on_device, original_logits, retain_subset, runner_up_labels,
-                     start_model, true_class_margins)
+                     start_model)
 from .tmu import EASY, HARD, RETAIN, fine_tune, tmu_unlearn
 
 VARIANT_OF = {"tmu_hard": "hard", "tmu_soft": "soft", "tmu_margin": "margin",

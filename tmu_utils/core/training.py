@@ -192,3 +192,11 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size:
         with full_precision(device):
             out.append(model(to_input(x[i:i + batch_size], device)).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+def true_class_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per sample: the logit of the true class minus the largest other logit (> 0 means correct);
+    differentiable, so it serves as a loss input and as a measurement."""
+    true = logits.gather(1, labels.view(-1, 1)).squeeze(1)
+    others = logits.scatter(1, labels.view(-1, 1), float("-inf"))
+    return true - others.max(1).values

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import metrics
-from .params import Params
-from .training import TrainConfig, TrainResult, predict, train_model
+from ..core.params import Params
+from ..core.training import TrainConfig, TrainResult, predict, train_model
 
 
 def twin_training_set(members: torch.Tensor, twin_forget: torch.Tensor) -> torch.Tensor:
@@ -34,7 +33,7 @@ class MatchTarget:
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
     """Share of (x, y) that `model` classifies correctly."""
-    return metrics.accuracy(predict(model, x, device), y)
+    return generalization_labels(model, x, y, device).double().mean().item()
 
 
 def twin_original(original: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Params,

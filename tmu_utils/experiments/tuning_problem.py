@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import features as feats
-from . import pipeline
-from .metrics import Outputs
-from .predictor import fit_predictor, predict_easy, predict_proba
-from .training import predict
-from .unlearning.common import true_class_margins
+from ..core import context
+from ..core.context import Outputs
+from ..core.training import predict, true_class_margins
+from ..method import features as feats
+from ..method import stages
+from ..method.predictor import fit_predictor, predict_easy, predict_proba
+from ..unlearning import runner
 
 # Members and test images each grid point is scored on (and all of D_tf): an accuracy's standard
 # error stays below 1.1 pp, the same images score every point, and scoring stays cheap.
@@ -43,13 +44,13 @@ def _subsample(n: int, seed: int, salt: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator)[:TWIN_EVAL_SAMPLES].sort().values
 
 
-def tuning_twin(ctx: pipeline.Context, original: nn.Module) -> tuple[nn.Module, dict]:
+def tuning_twin(ctx: context.Context, original: nn.Module) -> tuple[nn.Module, dict]:
     """The twin problem's original: M_t matched to M_o's memorisation (twin_match `members`), or the
     predictor's M_t (`none`)."""
-    return pipeline.twin_model(ctx, original, matched=ctx.params.twin_match == "members")
+    return stages.twin_model(ctx, original, matched=ctx.params.twin_match == "members")
 
 
-def twin_problem(ctx: pipeline.Context, original: nn.Module) -> TwinProblem:
+def twin_problem(ctx: context.Context, original: nn.Module) -> TwinProblem:
     """The twin problem of this run, with M_o's outputs on its scoring sets."""
     twin, _ = tuning_twin(ctx, original)
     forget_x, forget_y = ctx.subset("twin_forget")
@@ -66,7 +67,7 @@ def _rows(raw: dict[str, torch.Tensor], idx: torch.Tensor) -> dict[str, torch.Te
     return {name: values[idx] for name, values in raw.items()}
 
 
-def out_of_fold_easy(ctx: pipeline.Context, raw: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def out_of_fold_easy(ctx: context.Context, raw: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """TMU's easy/hard split of D_tf and P(easy), each fold labelled by a predictor fitted on the other
     folds, with the real run's scaling and threshold rule (rate_match: the training folds' easy rate).
 
@@ -87,11 +88,11 @@ def out_of_fold_easy(ctx: pipeline.Context, raw: dict) -> tuple[torch.Tensor, to
 
 
 # What fixes the easy/hard splits of D_tf: the twin features, the predictor and its threshold rule.
-EASY_FIELDS = pipeline.FEATURE_FIELDS + ("features", "feature_scaling", "predictor_epochs", "predictor_lr",
+EASY_FIELDS = stages.FEATURE_FIELDS + ("features", "feature_scaling", "predictor_epochs", "predictor_lr",
                                          "threshold", "cv_folds")
 
 
-def twin_easy_splits(ctx: pipeline.Context,
+def twin_easy_splits(ctx: context.Context,
                      original: nn.Module) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
     """The easy/hard split of D_tf each TMU variant is handed, the out-of-fold P(easy) (cached), and
     the seconds they took."""
@@ -99,9 +100,9 @@ def twin_easy_splits(ctx: pipeline.Context,
         if ctx.params.forget_scenario == "class":  # the real run's rule: every forget sample is hard
             nothing_easy = torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)
             return {"predicted": nothing_easy, "labels": nothing_easy, "proba": nothing_easy.float()}, {"seconds": 0.0}
-        twin, _ = pipeline.twin_model(ctx, original)
-        curriculum, _ = pipeline.curriculum_model(ctx)
-        raw, _ = pipeline.generalization_features(ctx, original, twin, curriculum)
+        twin, _ = stages.twin_model(ctx, original)
+        curriculum, _ = stages.curriculum_model(ctx)
+        raw, _ = stages.generalization_features(ctx, original, twin, curriculum)
         start = time.perf_counter()
         predicted, proba = out_of_fold_easy(ctx, raw)
         return ({"predicted": predicted, "labels": raw["twin_labels"], "proba": proba},
@@ -113,12 +114,12 @@ def twin_easy_splits(ctx: pipeline.Context,
         ctx.cache.save("twin_easy", ctx.key(EASY_FIELDS), payload, meta)
     predicted = payload["predicted"]
     # Only the oracle, an upper bound, is handed the twin labels themselves.
-    splits = {m: predicted for m in pipeline.TWIN_METHODS}
-    splits.update(tmu_random_rank=pipeline.random_rank(ctx, predicted), tmu_oracle=payload["labels"])
+    splits = {m: predicted for m in runner.TWIN_METHODS}
+    splits.update(tmu_random_rank=runner.random_rank(ctx, predicted), tmu_oracle=payload["labels"])
     return splits, payload["proba"], meta["seconds"]
 
 
-def twin_reference_indices(ctx: pipeline.Context) -> torch.Tensor:
+def twin_reference_indices(ctx: context.Context) -> torch.Tensor:
     """Training-set indices of the samples whose margins under M_t are the twin margin target's reference.
 
     In the real run the reference is M_o's margins on D_tf; on the twin problem M_o is the gold model,
@@ -137,7 +138,7 @@ def twin_reference_indices(ctx: pipeline.Context) -> torch.Tensor:
     return torch.cat(chosen).sort().values
 
 
-def twin_reference_margins(ctx: pipeline.Context, twin: nn.Module) -> torch.Tensor | None:
+def twin_reference_margins(ctx: context.Context, twin: nn.Module) -> torch.Tensor | None:
     """M_t's margins on `twin_reference_indices`; None in the class scenario, which has no twin
     problem (the margin target then relabels all of D_tf, as the real run does D_f)."""
     if ctx.params.forget_scenario == "class":

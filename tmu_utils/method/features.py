@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .training import full_precision, predict, to_input
+from ..core.training import full_precision, predict, to_input
 
 FEATURE_NAMES = ("df", "af", "cf")
 

@@ -3,6 +3,7 @@ known labels, applied to the real forget set to guess which samples the gold mod
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -80,3 +81,18 @@ def quality_report(proba: torch.Tensor, predicted_easy: torch.Tensor, true_easy:
         "auc": float(roc_auc_score(t, proba.numpy())) if two_classes else float("nan"),
         "twin_cv_accuracy": float(twin_cv_accuracy),
     }
+
+
+@dataclass
+class PredictorOutput:
+    """The predictor's view of the forget set, and what it learnt from the twin problem."""
+
+    proba: torch.Tensor  # P(easy) per forget sample
+    easy: torch.Tensor  # bool: predicted generalization label per forget sample
+    threshold: float
+    twin_easy_rate: float
+    twin_cv_accuracy: float
+    seconds: float
+    # M_o's margins on D_tf, which M_o never saw as a retrain never sees D_f: the margin target's
+    # reference (None in the class scenario, which has no twin problem)
+    reference_margins: torch.Tensor | None = None

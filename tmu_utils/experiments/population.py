@@ -5,7 +5,7 @@ retrains without D_f (halves A and B), all independently seeded, and every metho
 each original. Each model's margins on D_f, a fixed retain subset and a fixed test subset are
 compared with retrain A's by KLoM and U-LiRA; retrain B against A, computed the same way, is the
 floor (docs/method.md, "Population evaluation"). Replica r of the population is
-`pipeline.Context.for_replica(r)`: its original, its retrains A and B, TMU's twin and every
+`context.Context.for_replica(r)`: its original, its retrains A and B, TMU's twin and every
 unlearned model are cached artefacts, so a larger N trains only the new replicas and an
 interrupted population resumes.
 """
@@ -21,12 +21,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import generalization, pipeline, runs, scoring
+from ..core import context
+from ..core.params import Params, ParamsError
+from ..core.training import progress_enabled
+from ..evaluation import scoring
+from ..evaluation.population_metrics import klom, margins, sturges_bins, summarize, ulira
+from ..method import generalization
+from ..unlearning import runner
+from . import runs
 from .executors import Job, SlurmOptions, python_command, run_commands
-from .params import Params, ParamsError
-from .population_metrics import klom, margins, sturges_bins, summarize, ulira
 from .sweep import mean_ci
-from .training import progress_enabled
 
 SETS = ("forget", "retain", "test")
 SUBSET_SIZE = 2000  # retain and test samples whose margins are compared (D_f is used whole)
@@ -44,20 +48,20 @@ def check(params: Params, n_models: int) -> None:
     if n_models < 3:
         raise ParamsError(f"--models must be at least 3 (got {n_models}): U-LiRA fits each side's Gaussian on "
                           "the models left after holding one out, and a variance needs two of them")
-    if n_models > pipeline.MAX_REPLICAS:
-        raise ParamsError(f"--models must be at most {pipeline.MAX_REPLICAS}; got {n_models}")
+    if n_models > context.MAX_REPLICAS:
+        raise ParamsError(f"--models must be at most {context.MAX_REPLICAS}; got {n_models}")
     if not population_methods(params):
         raise ParamsError("parameter 'methods' names no method to compare with the retrained models")
 
 
-def population_seeds(ctx: pipeline.Context, n_models: int) -> dict[str, list[int]]:
+def population_seeds(ctx: context.Context, n_models: int) -> dict[str, list[int]]:
     """The initialisation seeds of the originals and of retrain sets A and B."""
     seeds = [ctx.for_replica(r).seeds for r in range(n_models)]
     return {"originals": [s["original"] for s in seeds], "retrain_a": [s["gold"] for s in seeds],
             "retrain_b": [s["gold2"] for s in seeds]}
 
 
-def evaluation_subsets(ctx: pipeline.Context) -> dict[str, torch.Tensor]:
+def evaluation_subsets(ctx: context.Context) -> dict[str, torch.Tensor]:
     """Positions, within each set's outputs, of the samples whose margins are compared (seeded, fixed)."""
     generator = torch.Generator().manual_seed(ctx.params.seed * 7919 + 99)
     subsets = {"forget": torch.arange(len(ctx.splits.forget))}
@@ -76,14 +80,14 @@ class Replica:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def build_replica(ctx: pipeline.Context, methods: list[str], subsets: dict[str, torch.Tensor],
+def build_replica(ctx: context.Context, methods: list[str], subsets: dict[str, torch.Tensor],
                   step=lambda label: None) -> Replica:
     """Train or fetch replica `ctx.replica`'s models, run every method once, and measure them."""
     r = ctx.replica
     out = Replica()
-    for label, build in (("original", lambda: pipeline.original_model(ctx)),
-                         ("retrain_a", lambda: pipeline.gold_model(ctx, 0)),
-                         ("retrain_b", lambda: pipeline.gold_model(ctx, 1))):
+    for label, build in (("original", lambda: context.original_model(ctx)),
+                         ("retrain_a", lambda: context.gold_model(ctx, 0)),
+                         ("retrain_b", lambda: context.gold_model(ctx, 1))):
         out.seconds[f"{label}_{r}"] = build()[1]["seconds"]
         step(label)
     refs = scoring.references(ctx)
@@ -99,15 +103,15 @@ def build_replica(ctx: pipeline.Context, methods: list[str], subsets: dict[str, 
     out.metrics["floor"] = dict(scoring.score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate),
                                 time_s=refs.timing["gold2_s"])
     pred = None
-    if any(m in pipeline.TWIN_METHODS for m in methods):
+    if any(m in runner.TWIN_METHODS for m in methods):
         pred, timing = generalization.tmu_predict_easy(ctx, refs.original)
         out.seconds[f"tmu_one_off_{r}"] = timing["tmu_one_off_s"]
         step("twin")
     for method in methods:
         if method == "original":
-            outputs, seconds = pipeline.model_outputs(ctx, refs.original), 0.0
+            outputs, seconds = context.model_outputs(ctx, refs.original), 0.0
         else:
-            outputs, seconds = scoring.method_outputs(ctx, refs, method, pred)
+            outputs, seconds = runs.method_outputs(ctx, refs, method, pred)
         keep(method, outputs)
         out.metrics[method] = dict(scoring.score(ctx, outputs, refs.gold_outputs, gold_rate), time_s=seconds)
         step(method)
@@ -138,12 +142,12 @@ def evaluate_population(params: Params, n_models: int, out: str | os.PathLike, *
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ctx = pipeline.prepare(params)  # a missing data set or an impossible split fails here
+    ctx = context.prepare(params)  # a missing data set or an impossible split fails here
     methods = population_methods(params)
     if params_file is not None and (jobs > 1 or executor != "local"):
         build_replicas_as_jobs(params_file, list(overrides), n_models, out, executor, jobs, slurm)
     subsets = evaluation_subsets(ctx)
-    per_replica = len(methods) + 3 + any(m in pipeline.TWIN_METHODS for m in methods)
+    per_replica = len(methods) + 3 + any(m in runner.TWIN_METHODS for m in methods)
     bar = tqdm(total=n_models * per_replica, desc="population models", unit="model",
                disable=not progress_enabled(params.progress))
     replicas = []
@@ -178,7 +182,7 @@ def _per_run(replicas: list[Replica], key: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def assemble(ctx: pipeline.Context, replicas: list[Replica], methods: list[str],
+def assemble(ctx: context.Context, replicas: list[Replica], methods: list[str],
              subsets: dict[str, torch.Tensor]) -> dict:
     """The population.json content, plus (under "samples") the per-sample arrays for notebook 07."""
     n = len(replicas)
@@ -206,8 +210,8 @@ def assemble(ctx: pipeline.Context, replicas: list[Replica], methods: list[str],
 
 def write(result: dict, out: Path) -> None:
     """population.json (without the per-sample arrays), population_samples.npz, population.md, figures."""
-    from . import plots
-    from .report import population_table
+    from ..reporting import plots
+    from ..reporting.tables import population_table
 
     samples = result.pop("samples")
     np.savez_compressed(out / "population_samples.npz", **{k: v.astype(np.float32) if v.dtype == np.float64 else v

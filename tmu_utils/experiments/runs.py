@@ -1,5 +1,6 @@
-"""One run's folder: the environment it ran in, `evaluate(ctx)` scoring every method into
-results.json (docs/design.md gives the schema), and `run(params)` for the whole run in this process."""
+"""One run: each method's outputs with the easy/hard split it is handed (`method_outputs`), its
+folder and environment, `evaluate(ctx)` scoring every method into results.json (docs/design.md gives
+the schema), and `run(params)` for the whole run in this process."""
 from __future__ import annotations
 
 import json
@@ -10,15 +11,36 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from . import pipeline
-from .generalization import tmu_predict_easy
-from .params import Params, params_hash
-from .predictor import quality_report
-from .scoring import member_rate, method_outputs, references, score
-from .training import progress_enabled
+from ..core import context
+from ..core.context import Outputs
+from ..core.params import Params, params_hash
+from ..core.training import progress_enabled
+from ..evaluation.scoring import References, member_rate, references, score
+from ..method.generalization import tmu_predict_easy
+from ..method.predictor import PredictorOutput, quality_report
+from ..unlearning import runner
+from ..unlearning.tmu_targets import target_variant
+from .tuning import method_context, tune_methods
 from .tuning_grids import tuning_mode
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def method_outputs(ctx: context.Context, refs: References, method: str,
+                   pred: PredictorOutput | None = None) -> tuple[Outputs, float]:
+    """Outputs and unlearning time of one method; TMU variants get their easy/hard split here."""
+    if method in runner.TWIN_METHODS and pred is None:
+        raise ValueError(f"method {method!r} needs the predictor's output (pred)")
+    ctx = method_context(ctx, refs.original, method)  # its knobs: twin-tuned (cached) or the fixed table's
+    # every twin-based variant gets the predictor's split; the controls get theirs
+    easy = {m: (lambda: pred.easy) for m in runner.TWIN_METHODS}
+    easy.update(tmu_random_rank=lambda: runner.random_rank(ctx, pred.easy), tmu_oracle=lambda: refs.true_easy,
+                tmu_all_hard=lambda: torch.zeros_like(refs.true_easy))
+    target_inputs = {}
+    if target_variant(method, ctx.params.tmu_target) != "hard":  # soft and margin read P(easy) and the reference
+        target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
+    return runner.unlearned_outputs(ctx, method, refs.original, easy[method]() if method in easy else None,
+                                    **target_inputs)
 
 
 def environment(device: torch.device) -> dict[str, str]:
@@ -37,7 +59,7 @@ def run_dir(params: Params) -> Path:
     return Path(params.out_dir) if params.out_dir else REPO_ROOT / "runs" / params.name / str(params.seed)
 
 
-def evaluate(ctx: pipeline.Context) -> dict:
+def evaluate(ctx: context.Context) -> dict:
     """Every stage and every method in `params.methods`, scored against the gold model (docs/method.md).
 
     results.json is rewritten after each method, so an interrupted run keeps what it measured.
@@ -65,7 +87,7 @@ def evaluate(ctx: pipeline.Context) -> dict:
     results["noise_floor"] = floor
 
     pred = None
-    if any(m in pipeline.TWIN_METHODS for m in params.methods):
+    if any(m in runner.TWIN_METHODS for m in params.methods):
         pred, tmu_timing = tmu_predict_easy(ctx, refs.original)
         results["timing"].update(tmu_timing)
         results["predictor"] = quality_report(pred.proba, pred.easy, refs.true_easy, pred.twin_easy_rate,
@@ -76,8 +98,6 @@ def evaluate(ctx: pipeline.Context) -> dict:
                                             "relabels all of D_f without a twin problem or predictor")
 
     if results["tuning_mode"] == "twin":  # each method's knobs, chosen on the twin problem (docs/tuning.md)
-        from .tuning import tune_methods
-
         results["tuning"], results["timing"]["tuning_shared_s"] = tune_methods(ctx, refs.original, params.methods)
         write_results(out_dir, results)
 
@@ -86,7 +106,7 @@ def evaluate(ctx: pipeline.Context) -> dict:
     for method in bar:
         bar.set_postfix_str(method)
         if method == "original":
-            metrics = score(ctx, pipeline.model_outputs(ctx, refs.original), refs.gold_outputs, gold_rate)
+            metrics = score(ctx, context.model_outputs(ctx, refs.original), refs.gold_outputs, gold_rate)
             metrics.update(time_s=0.0, rte=None, rte_with_one_off=None)
         elif method == "retrain":
             metrics = dict(gold_metrics, time_s=refs.timing["gold_s"], rte=1.0, rte_with_one_off=1.0)
@@ -94,7 +114,7 @@ def evaluate(ctx: pipeline.Context) -> dict:
             outputs, seconds = method_outputs(ctx, refs, method, pred)
             metrics = score(ctx, outputs, refs.gold_outputs, gold_rate)
             # The twin-based variants also pay for M_t, M_c, the features and the predictor.
-            one_off = results["timing"].get("tmu_one_off_s", 0.0) if method in pipeline.TWIN_METHODS else 0.0
+            one_off = results["timing"].get("tmu_one_off_s", 0.0) if method in runner.TWIN_METHODS else 0.0
             metrics.update(time_s=seconds, rte=refs.timing["gold_s"] / seconds,
                            rte_with_one_off=refs.timing["gold_s"] / (seconds + one_off))
         results["methods"][method] = metrics
@@ -115,8 +135,8 @@ def write_results(out_dir: Path, results: dict) -> Path:
 
 def run(params: Params) -> dict:
     """The whole pipeline in this process: results.json and the standard figures in run_dir(params)."""
-    from . import plots
+    from ..reporting import plots
 
-    results = evaluate(pipeline.prepare(params))
+    results = evaluate(context.prepare(params))
     plots.save_run_figures(results, run_dir(params) / "figures")
     return results

@@ -10,12 +10,9 @@ interrupted stream resumes at its first unfinished request.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +21,23 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import amortised, pipeline, runs, tuning
-from .metrics import Outputs, alignment_metrics
-from .params import Params, ParamsError, params_hash
-from .splits import _generator
-from .training import predict, progress_enabled
+from ..core import context
+from ..core.context import Outputs
+from ..core.params import Params, ParamsError, params_hash
+from ..core.training import predict, progress_enabled
+from ..evaluation.metrics import alignment_metrics
+from ..method import amortised
+from ..unlearning import runner
+from ..unlearning.tmu_targets import target_variant
+from . import runs, tuning
+from .request_stream import Stream, _digest, make_stream, request_context, request_size
 from .tuning_grids import tuning_mode
-from .unlearning.tmu_targets import target_variant
 
 # The methods a stream runs unless `methods` is set: TMU and the baselines the issue names.
 STREAM_METHODS = ("tmu", "finetune", "neggrad_plus", "scrub", "salun")
 # `retrain` is the gold model itself, `tmu_oracle` reads it, and `tmu_random_rank` is a single-run
 # control of the predictor's ranking.
 NOT_IN_STREAMS = ("retrain", "tmu_oracle", "tmu_random_rank")
-FORGET_STREAM = 2  # splits.py draws the random D_f from this stream: with R = 1, request 1 is D_f
 SETS = ("union", "newest")
 
 
@@ -66,67 +66,26 @@ def check(params: Params, n_requests: int, request_size: int | None, gold_every:
         raise ParamsError(f"method {bad[0]!r} cannot run in a stream ({', '.join(NOT_IN_STREAMS)} cannot)")
 
 
-def request_size(params: Params, n_members: int, n_requests: int, given: int | None = None) -> int:
-    """`given`, else a `forget_fraction / R` share of the members; ParamsError unless R requests fit."""
-    size = given if given is not None else int(round(params.forget_fraction * n_members / n_requests))
-    if size < 1:
-        raise ParamsError(f"a request size of 0: forget_fraction {params.forget_fraction} of {n_members} members "
-                          f"split into {n_requests} requests; give --request-size or fewer --requests")
-    if n_requests * size >= n_members:
-        raise ParamsError(f"{n_requests} requests of {size} samples do not fit in the {n_members} members "
-                          "(something must be retained)")
-    return size
-
-
-@dataclass
-class Stream:
-    """The requests, in order: disjoint, sorted index tensors into the training split."""
-
-    requests: list[torch.Tensor]
-
-    def union(self, r: int) -> torch.Tensor:
-        """Requests 1..r together, sorted."""
-        return torch.cat(self.requests[:r]).sort().values
-
-
-def make_stream(ctx: pipeline.Context, n_requests: int, size: int) -> Stream:
-    """R disjoint random requests of `size` members each, seeded by `seed`."""
-    members = ctx.splits.members
-    order = members[torch.randperm(len(members), generator=_generator(ctx.params.seed, FORGET_STREAM))]
-    return Stream([order[i * size:(i + 1) * size].sort().values for i in range(n_requests)])
-
-
-def _digest(indices: torch.Tensor) -> str:
-    return hashlib.sha256(indices.numpy().tobytes()).hexdigest()[:16]
-
-
-def request_context(ctx: pipeline.Context, stream: Stream, r: int) -> pipeline.Context:
-    """The context of request r: D_f is request r, D_r the members minus requests 1..r."""
-    members = ctx.splits.members
-    retain = members[~torch.isin(members, stream.union(r))]
-    return dataclasses.replace(ctx, splits=dataclasses.replace(ctx.splits, forget=stream.requests[r - 1], retain=retain))
-
-
-def _cached_state(ctx: pipeline.Context, kind: str, key: str, build) -> tuple[nn.Module, dict]:
+def _cached_state(ctx: context.Context, kind: str, key: str, build) -> tuple[nn.Module, dict]:
     """Load a model artefact or build it with `build() -> (model, meta)`; the model on ctx.device."""
     def build_state():
         model, meta = build()
         return {k: v.cpu() for k, v in model.state_dict().items()}, meta
 
     state, meta = ctx.cache.get_or_build(kind, key, build_state)
-    model = pipeline.new_model(ctx)
+    model = context.new_model(ctx)
     model.load_state_dict(state)
     return model.to(ctx.device).eval(), meta
 
 
-def gold_model(ctx: pipeline.Context, stream: Stream, r: int) -> tuple[nn.Module, dict]:
+def gold_model(ctx: context.Context, stream: Stream, r: int) -> tuple[nn.Module, dict]:
     """The gold model after request r: the recipe retrained on the members minus requests 1..r."""
-    key = f"{ctx.key(pipeline.MEMBER_FIELDS + pipeline.RECIPE_FIELDS)}-{_digest(stream.union(r))}"
-    return _cached_state(ctx, "stream_gold", key, lambda: pipeline._train_from_scratch(
+    key = f"{ctx.key(context.MEMBER_FIELDS + context.RECIPE_FIELDS)}-{_digest(stream.union(r))}"
+    return _cached_state(ctx, "stream_gold", key, lambda: context.train_from_scratch(
         request_context(ctx, stream, r), "retain", ctx.seeds["gold"], f"gold after request {r}"))
 
 
-def deployed_model(ctx: pipeline.Context, stream: Stream, method: str, r: int, original: nn.Module,
+def deployed_model(ctx: context.Context, stream: Stream, method: str, r: int, original: nn.Module,
                    one: amortised.OneOff | None) -> tuple[nn.Module, dict]:
     """The model `method` leaves after requests 1..r (M_o at r = 0), and meta["stages"]: request r's
     seconds per stage (TMU: features_s, inference_s, unlearn_s; the others: unlearn_s)."""
@@ -134,14 +93,14 @@ def deployed_model(ctx: pipeline.Context, stream: Stream, method: str, r: int, o
         return original, {"stages": {}}
     ctx = tuning.fixed_context(ctx, method)  # streams run at fixed knobs: the method's own from the table
     seen = torch.cat(stream.requests[:r])  # in order: the chain depends on which came first
-    key = f"{pipeline.artefact_name(method, ctx.params)}-{ctx.key(pipeline.method_key_fields(ctx.params))}-{_digest(seen)}"
+    key = f"{runner.artefact_name(method, ctx.params)}-{ctx.key(runner.method_key_fields(ctx.params))}-{_digest(seen)}"
 
     def build():
         previous, _ = deployed_model(ctx, stream, method, r - 1, original, one)
         rctx = request_context(ctx, stream, r)
         stages: dict[str, float] = {}
         easy, target_inputs = None, {}
-        if method in pipeline.TWIN_METHODS:
+        if method in runner.TWIN_METHODS:
             raw, stages["features_s"] = amortised.request_features(rctx, one, previous, rctx.splits.forget,
                                                                    rctx.splits.retain)
             pred = amortised.predict_request(rctx, one, raw)
@@ -151,19 +110,19 @@ def deployed_model(ctx: pipeline.Context, stream: Stream, method: str, r: int, o
                 target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
         elif method == "tmu_all_hard":
             easy = torch.zeros(len(rctx.splits.forget), dtype=torch.bool)
-        model, stages["unlearn_s"] = pipeline.unlearn(rctx, method, previous, easy, **target_inputs)
+        model, stages["unlearn_s"] = runner.unlearn(rctx, method, previous, easy, **target_inputs)
         return model, {"stages": stages}
 
     return _cached_state(ctx, "stream_model", key, build)
 
 
-def _outputs(ctx: pipeline.Context, model: nn.Module, sets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _outputs(ctx: context.Context, model: nn.Module, sets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {name: predict(model, ctx.dataset.train_x[idx], ctx.device) for name, idx in sets.items()}
     out["test"] = predict(model, ctx.subset("test")[0], ctx.device)
     return out
 
 
-def score_request(ctx: pipeline.Context, stream: Stream, r: int, models: dict[str, nn.Module],
+def score_request(ctx: context.Context, stream: Stream, r: int, models: dict[str, nn.Module],
                   gold: nn.Module) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Per method: Δforget, AD and agreement against request r's gold on the union so far and on the
     newest request, the retain and test gaps and ToW (on the union); and the gold model's accuracies."""
@@ -192,7 +151,7 @@ def score_request(ctx: pipeline.Context, stream: Stream, r: int, models: dict[st
 
 def stream_signature(params: Params, n_requests: int, size: int, gold_every: int, methods: list[str]) -> dict:
     """What must match for an earlier requests.json to be resumed."""
-    return {"params_hash": params_hash(params, [f for f in params.to_dict() if f not in pipeline.PRESENTATION_FIELDS]),
+    return {"params_hash": params_hash(params, [f for f in params.to_dict() if f not in runner.PRESENTATION_FIELDS]),
             "n_requests": n_requests, "request_size": size, "gold_every": gold_every, "methods": methods}
 
 
@@ -212,9 +171,9 @@ def evaluate_stream(params: Params, n_requests: int, out: str | os.PathLike, req
     """Run (or resume) the stream and write requests.json, requests.md and figures/ to `out`."""
     check(params, n_requests, request_size_given, gold_every)
     start = time.perf_counter()
-    ctx = pipeline.prepare(params)  # a missing data set or an impossible split fails here
+    ctx = context.prepare(params)  # a missing data set or an impossible split fails here
     size = request_size(params, len(ctx.splits.members), n_requests, request_size_given)
-    if any(m in pipeline.TWIN_METHODS for m in stream_methods(params)):
+    if any(m in runner.TWIN_METHODS for m in stream_methods(params)):
         amortised.independent_twin_forget(ctx)  # a holdout too small for the twin fails before any training
     methods = stream_methods(params)
     out = Path(out)
@@ -225,10 +184,10 @@ def evaluate_stream(params: Params, n_requests: int, out: str | os.PathLike, req
     bar = tqdm(total=n_requests * len(methods) + 2, desc="requests", unit="step",
                disable=not progress_enabled(params.progress))
     bar.set_postfix_str("original M_o")
-    original, o_meta = pipeline.original_model(ctx)
+    original, o_meta = context.original_model(ctx)
     bar.update()
     one = None
-    if any(m in pipeline.TWIN_METHODS for m in methods):
+    if any(m in runner.TWIN_METHODS for m in methods):
         bar.set_postfix_str("TMU one-off")
         one = amortised.one_off(ctx, original)
     bar.update()
@@ -283,7 +242,7 @@ def add_cumulative(result: dict) -> None:
     result["timing"]["retrain_per_request_s"] = retrain
     one_off = (result["timing"]["one_off"] or {}).get("tmu_one_off_s", 0.0)
     for method, entries in result["entries"].items():
-        total = one_off if method in pipeline.TWIN_METHODS else 0.0
+        total = one_off if method in runner.TWIN_METHODS else 0.0
         for e in entries:
             total += e["time_s"]
             e["cumulative_s"] = total
@@ -298,8 +257,8 @@ def write(result: dict, out: Path, final: bool = False) -> None:
     tmp.write_text(json.dumps(result, indent=1, allow_nan=True))
     tmp.replace(out / "requests.json")
     if final:
-        from .plots import save_fig
-        from .requests_report import plot_alignment, plot_cost, requests_table
+        from ..reporting.plots import save_fig
+        from ..reporting.requests_report import plot_alignment, plot_cost, requests_table
 
         (out / "requests.md").write_text(requests_table(result))
         save_fig(plot_alignment(result), "alignment", out / "figures")

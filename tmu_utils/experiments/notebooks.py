@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from .params import FIELD_TYPES, Params, ParamsError, load_params, make_params
-from .training import progress_enabled
+from ..core.params import FIELD_TYPES, Params, ParamsError, load_params, make_params
+from ..core.training import progress_enabled
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOK_NAMES = ("01_original_and_gold", "02_twin_problem", "03_generalization_features", "04_unlearning",
                   "05_evaluation")
 # Notebooks that read finished results (a sweep's, a population's) rather than take part in a run.
@@ -39,7 +39,7 @@ def notebook_params(namespace: dict) -> Params:
 def computes_as(params: Params, params_file: str) -> bool:
     """Whether `params` compute what `params_file` (relative: to the repository) does, whatever they
     show or store: the configuration at which a notebook's measured margins apply."""
-    from .pipeline import NAMED_FIELDS, RESOLVED_FIELDS, method_key_fields
+    from ..unlearning.runner import NAMED_FIELDS, RESOLVED_FIELDS, method_key_fields
     from .tuning_grids import tuning_mode
 
     reference = load_params(NOTEBOOK_DIR.parent / params_file)
@@ -83,7 +83,7 @@ def run_notebooks(params: Params, out_dir: Path, overrides_given: set[str]) -> P
     if unknown:
         raise ParamsError(f"unknown parameter(s) {unknown}")
 
-    from .pipeline import prepare
+    from ..core.context import prepare
 
     prepare(params)  # a missing data set or an impossible split fails here, before any kernel starts
     out_dir = Path(out_dir).resolve()

@@ -16,30 +16,29 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..core import context
+from ..core.splits import SplitError, _generator, stratified_subset
+from ..core.training import predict, true_class_margins
 from . import features as feats
-from . import pipeline
-from .generalization import PredictorOutput
-from .predictor import cross_validated_accuracy, fit_predictor, make_predictor, predict_easy, predict_proba
-from .splits import SplitError, _generator, stratified_subset
-from .training import predict
+from .predictor import (PredictorOutput, cross_validated_accuracy, fit_predictor, make_predictor, predict_easy,
+                        predict_proba)
 from .twin import generalization_labels, twin_original, twin_training_set
-from .unlearning.common import true_class_margins
 
 # The request-independent twin depends on the members and on how large a twin forget set to draw,
 # never on the forget request: no field of the forget scenario but `forget_fraction` (its size).
-TWIN_SIZE_FIELDS = pipeline.MEMBER_FIELDS + ("forget_fraction",)
-INDEPENDENT_TWIN_FIELDS = TWIN_SIZE_FIELDS + pipeline.RECIPE_FIELDS + ("twin_epochs", "twin_lr")
-INDEPENDENT_CURRICULUM_FIELDS = TWIN_SIZE_FIELDS + pipeline.RECIPE_FIELDS + ("curriculum_epochs",)
+TWIN_SIZE_FIELDS = context.MEMBER_FIELDS + ("forget_fraction",)
+INDEPENDENT_TWIN_FIELDS = TWIN_SIZE_FIELDS + context.RECIPE_FIELDS + ("twin_epochs", "twin_lr")
+INDEPENDENT_CURRICULUM_FIELDS = TWIN_SIZE_FIELDS + context.RECIPE_FIELDS + ("curriculum_epochs",)
 ONE_OFF_FIELDS = INDEPENDENT_TWIN_FIELDS + ("curriculum_epochs", "knn_k", "bank_per_class", "adv_steps", "adv_eps",
                                             "features", "feature_scaling", "predictor_epochs", "predictor_lr",
                                             "cv_folds")
 # A request's features: M_o (or the deployed model), the request itself, M_c and the feature knobs.
-REQUEST_FEATURE_FIELDS = pipeline.FORGET_FIELDS + pipeline.RECIPE_FIELDS + (
+REQUEST_FEATURE_FIELDS = context.FORGET_FIELDS + context.RECIPE_FIELDS + (
     "curriculum_epochs", "knn_k", "bank_per_class", "adv_steps", "adv_eps")
 TWIN_STREAM = 5  # splits.py draws M, H, D_f, D_tf and the test subset from streams 0-4
 
 
-def independent_twin_forget(ctx: pipeline.Context) -> torch.Tensor:
+def independent_twin_forget(ctx: context.Context) -> torch.Tensor:
     """D_tf ⊂ H drawn without looking at any request: round(forget_fraction · |M|) samples, stratified."""
     holdout, members = ctx.splits.holdout, ctx.splits.members
     size = int(round(ctx.params.forget_fraction * len(members)))
@@ -63,12 +62,12 @@ class OneOff:
     timing: dict[str, float]  # twin_s, curriculum_s, twin_features_s, predictor_fit_s, tmu_one_off_s
 
 
-def _bank(ctx: pipeline.Context, retain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _bank(ctx: context.Context, retain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     bank = feats.bank_indices(retain, ctx.dataset.train_y, ctx.params.bank_per_class, ctx.params.seed)
     return ctx.dataset.train_x[bank], ctx.dataset.train_y[bank]
 
 
-def _features(ctx: pipeline.Context, model: nn.Module, curriculum: nn.Module, idx: torch.Tensor,
+def _features(ctx: context.Context, model: nn.Module, curriculum: nn.Module, idx: torch.Tensor,
               retain: torch.Tensor) -> dict[str, torch.Tensor]:
     p = ctx.params
     bank_x, bank_y = _bank(ctx, retain)
@@ -76,7 +75,7 @@ def _features(ctx: pipeline.Context, model: nn.Module, curriculum: nn.Module, id
                                   list(feats.FEATURE_NAMES), p.knn_k, p.adv_steps, p.adv_eps, ctx.device)
 
 
-def one_off(ctx: pipeline.Context, original: nn.Module) -> OneOff:
+def one_off(ctx: context.Context, original: nn.Module) -> OneOff:
     """M_t, M_c, the twin features and labels, and the fitted predictor: cached, built once per M_o."""
     p = ctx.params
     twin_forget = independent_twin_forget(ctx)
@@ -87,10 +86,10 @@ def one_off(ctx: pipeline.Context, original: nn.Module) -> OneOff:
         model, result, _ = twin_original(original, *twin_set, p, ctx.device, ctx.seeds["twin"])
         return model, {"seconds": result.seconds, "losses": result.losses}
 
-    twin, twin_meta = pipeline._cached_model(ctx, "independent_twin", INDEPENDENT_TWIN_FIELDS, build_twin)
-    curriculum, cur_meta = pipeline._cached_model(
+    twin, twin_meta = context.cached_model(ctx, "independent_twin", INDEPENDENT_TWIN_FIELDS, build_twin)
+    curriculum, cur_meta = context.cached_model(
         ctx, "independent_curriculum", INDEPENDENT_CURRICULUM_FIELDS,
-        lambda: pipeline._train_from_scratch(ctx, twin_set, ctx.seeds["curriculum"], "curriculum M_c",
+        lambda: context.train_from_scratch(ctx, twin_set, ctx.seeds["curriculum"], "curriculum M_c",
                                              epochs=p.curriculum_epochs))
 
     def build_predictor():
@@ -121,7 +120,7 @@ def one_off(ctx: pipeline.Context, original: nn.Module) -> OneOff:
                   meta["twin_cv_accuracy"], payload["reference_margins"], timing)
 
 
-def request_features(ctx: pipeline.Context, one: OneOff, model: nn.Module, request: torch.Tensor,
+def request_features(ctx: context.Context, one: OneOff, model: nn.Module, request: torch.Tensor,
                      retain: torch.Tensor) -> tuple[dict[str, torch.Tensor], float]:
     """Raw DF/AF/CF of a request's samples under `model` (the model the request is applied to) and M_c,
     with the DF bank drawn from what is still retained; and the seconds it took."""
@@ -130,7 +129,7 @@ def request_features(ctx: pipeline.Context, one: OneOff, model: nn.Module, reque
     return raw, time.perf_counter() - start
 
 
-def predict_request(ctx: pipeline.Context, one: OneOff, raw: dict[str, torch.Tensor]) -> PredictorOutput:
+def predict_request(ctx: context.Context, one: OneOff, raw: dict[str, torch.Tensor]) -> PredictorOutput:
     """The fitted predictor's easy/hard call on one request (its `seconds`: inference only)."""
     p = ctx.params
     start = time.perf_counter()
@@ -141,7 +140,7 @@ def predict_request(ctx: pipeline.Context, one: OneOff, raw: dict[str, torch.Ten
                                     time.perf_counter() - start, one.reference_margins)
 
 
-def amortised_predict_easy(ctx: pipeline.Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
+def amortised_predict_easy(ctx: context.Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
     """`generalization.tmu_predict_easy` with `twin_forget: independent`: the one-off, then D_f as one request.
 
     The timing has the matched pipeline's keys (features_s and predictor_s add the request's part to

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
+
+from ..core.context import Outputs
 
 METRIC_KEYS = (
     "forget_acc", "retain_acc", "test_acc", "delta_forget", "delta_retain", "delta_test", "avg_gap",
@@ -15,15 +15,6 @@ METRIC_KEYS = (
 )
 
 SPLITS = ("forget", "retain", "test")
-
-
-@dataclass
-class Outputs:
-    """One model's logits on the three evaluation sets, each (n, K) float."""
-
-    forget: torch.Tensor
-    retain: torch.Tensor
-    test: torch.Tensor
 
 
 def _check_pair(logits_u: torch.Tensor, logits_g: torch.Tensor) -> None:

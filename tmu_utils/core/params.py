@@ -17,28 +17,7 @@ from typing import Any, Iterable
 
 import yaml
 
-ARCHS = ("small_cnn", "mlp", "resnet18")
-FEATURES = ("df", "af", "cf")
-FORGET_SCENARIOS = ("random", "class_subset", "class")
-UNLEARNING_METHODS = (
-    "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_hard", "tmu_soft",
-    "tmu_margin", "tmu_hard_only",
-    "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse",
-)
-# What a run scores by default: every method but the target variants other than the paper's hard flip
-# (tmu_hard): `tmu` computes tmu_hard_only at the default target, and tmu_soft and tmu_margin, the
-# variants the twin criterion ranked below it, are compared in the population benchmark (docs/method.md).
-DEFAULT_METHODS = tuple(m for m in UNLEARNING_METHODS if m not in ("tmu_soft", "tmu_margin", "tmu_hard_only"))
-FIXED_KNOBS_DIR = Path(__file__).resolve().parent / "fixed_knobs"  # the tables `fixed_knobs` names
-
-
-def fixed_knobs_path(name: str) -> Path:
-    """The file of the fixed-knobs table `name` (the one place that knows where the tables live)."""
-    return FIXED_KNOBS_DIR / f"{name}.yaml"
-
-
-TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning_grids.py): tune_budget's ceiling
-
+from . import choices
 
 class ParamsError(ValueError):
     """A parameter is unknown, of the wrong type, out of range, or inconsistent with another."""
@@ -99,7 +78,7 @@ class Params:
     threshold: str = "rate_match"  # 0.5 (or any probability) | rate_match
     cv_folds: int = 5  # folds of the twin cross-validated accuracy
     # --- unlearning (docs/method.md: unlearning) ---
-    methods: list = field(default_factory=lambda: list(DEFAULT_METHODS))  # methods to run and score
+    methods: list = field(default_factory=lambda: list(choices.DEFAULT_METHODS))  # methods to run and score
     unlearn_epochs: int = 3  # epochs of every fine-tuning-based unlearning method
     # The shared unlearning knobs below (and each baseline's) are the centres of the tuning grids and
     # the values of a method without a row in the fixed-knobs table (`fixed_knobs`, docs/tuning.md).
@@ -136,30 +115,6 @@ class Params:
     def to_dict(self) -> dict[str, Any]:
         """The parameters as a plain dict (JSON- and YAML-ready)."""
         return dataclasses.asdict(self)
-
-
-_CHOICES = {
-    "dataset": ("fashion_mnist", "mnist", "cifar10", "cifar100", "cifar20", "imagefolder"),
-    "forget_scenario": FORGET_SCENARIOS,
-    "arch": ARCHS,
-    "optimizer": ("adam", "sgd"),
-    "schedule": ("onecycle", "cosine", "constant"),
-    "feature_scaling": ("per_set", "twin"),
-    "hard_loss": ("random_label", "ascent"),
-    "hard_label": ("random", "runner_up"),
-    "tmu_target": ("hard", "soft", "margin", "hard_only"),
-    "twin_forget": ("matched", "independent"),
-    "tuning": ("auto", "fixed", "twin"),
-    "twin_match": ("none", "members"),
-}
-_POSITIVE = ("epochs", "batch_size", "lr", "twin_lr", "knn_k", "bank_per_class", "predictor_epochs",
-             "predictor_lr", "unlearn_epochs", "unlearn_lr", "unlearn_batch_size", "hard_repeat",
-             "image_size", "neggrad_lr", "scrub_lr", "bad_teacher_temperature", "scrub_temperature",
-             "mia_max_per_side", "curriculum_epochs", "tune_budget", "twin_max_epochs")
-_NON_NEGATIVE = ("seed", "train_limit", "test_limit", "weight_decay", "momentum", "twin_epochs",
-                 "adv_steps", "adv_eps", "noise_std", "neggrad_plus_alpha", "scrub_max_epochs",
-                 "scrub_alpha", "scrub_gamma", "l1_sparse_alpha", "forget_class")
-_OPEN_UNIT = ("member_fraction", "forget_fraction", "retain_fraction", "salun_sparsity")
 
 
 def _field_docs() -> dict[str, str]:
@@ -227,25 +182,25 @@ def validate(p: Params) -> Params:
     """Raise ParamsError naming the field for any out-of-range value or impossible combination."""
     for key, value in p.to_dict().items():
         _coerce(key, value)
-    for key, choices in _CHOICES.items():
-        if getattr(p, key) not in choices:
-            raise ParamsError(f"parameter '{key}' must be one of {', '.join(choices)}; got {getattr(p, key)!r}")
-    for key in _POSITIVE:
+    for key, allowed in choices.CHOICES.items():
+        if getattr(p, key) not in allowed:
+            raise ParamsError(f"parameter '{key}' must be one of {', '.join(allowed)}; got {getattr(p, key)!r}")
+    for key in choices.POSITIVE:
         if not getattr(p, key) > 0:
             raise ParamsError(f"parameter '{key}' must be > 0; got {getattr(p, key)!r}")
-    for key in _NON_NEGATIVE:
+    for key in choices.NON_NEGATIVE:
         if getattr(p, key) < 0:
             raise ParamsError(f"parameter '{key}' must be >= 0; got {getattr(p, key)!r}")
-    for key in _OPEN_UNIT:
+    for key in choices.OPEN_UNIT:
         if not 0 < getattr(p, key) < 1 and not (key in ("retain_fraction", "salun_sparsity") and getattr(p, key) == 1):
             raise ParamsError(f"parameter '{key}' must lie in (0, 1); got {getattr(p, key)!r}")
-    if not p.features or any(f not in FEATURES for f in p.features) or len(set(p.features)) != len(p.features):
-        raise ParamsError(f"parameter 'features' must be a non-empty subset of {list(FEATURES)}; got {p.features}")
+    if not p.features or any(f not in choices.FEATURES for f in p.features) or len(set(p.features)) != len(p.features):
+        raise ParamsError(f"parameter 'features' must be a non-empty subset of {list(choices.FEATURES)}; got {p.features}")
     if "cf" in p.features and p.curriculum_epochs >= p.epochs:
         raise ParamsError("parameter 'curriculum_epochs' must be < 'epochs': the curriculum model is early-stopped")
-    bad = [m for m in p.methods if m not in UNLEARNING_METHODS]
+    bad = [m for m in p.methods if m not in choices.UNLEARNING_METHODS]
     if bad:
-        close = difflib.get_close_matches(bad[0], UNLEARNING_METHODS, n=1)
+        close = difflib.get_close_matches(bad[0], choices.UNLEARNING_METHODS, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise ParamsError(f"parameter 'methods': unknown method '{bad[0]}'{hint}")
     if p.threshold != "rate_match":
@@ -259,11 +214,11 @@ def validate(p: Params) -> Params:
         raise ParamsError("parameter 'data_dir' is required when dataset is 'imagefolder'")
     if p.device not in ("auto", "cpu", "mps") and not p.device.startswith("cuda"):
         raise ParamsError(f"parameter 'device' must be auto, cpu, cuda, cuda:N or mps; got {p.device!r}")
-    if p.tune_budget > TUNE_GRID_POINTS:
-        raise ParamsError(f"parameter 'tune_budget' must not exceed {TUNE_GRID_POINTS}, the candidate points of every "
+    if p.tune_budget > choices.TUNE_GRID_POINTS:
+        raise ParamsError(f"parameter 'tune_budget' must not exceed {choices.TUNE_GRID_POINTS}, the candidate points of every "
                           f"method's tuning grid; got {p.tune_budget}")
-    if p.fixed_knobs != "none" and not fixed_knobs_path(p.fixed_knobs).is_file():
-        tables = sorted(f.stem for f in FIXED_KNOBS_DIR.glob("*.yaml"))
+    if p.fixed_knobs != "none" and not choices.fixed_knobs_path(p.fixed_knobs).is_file():
+        tables = sorted(f.stem for f in choices.FIXED_KNOBS_DIR.glob("*.yaml"))
         raise ParamsError(f"parameter 'fixed_knobs' must be 'none' or one of {tables}; got {p.fixed_knobs!r}")
     if p.knn_k > p.bank_per_class:
         raise ParamsError("parameter 'knn_k' must not exceed 'bank_per_class'")

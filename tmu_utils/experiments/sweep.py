@@ -23,10 +23,10 @@ from typing import Any
 import yaml
 from scipy import stats
 
-from . import report
+from ..core.params import ParamsError, load_params
+from ..evaluation.metrics import METRIC_KEYS
+from ..reporting import tables
 from .executors import Job, SlurmOptions, python_command, run_commands
-from .metrics import METRIC_KEYS
-from .params import ParamsError, load_params
 
 SWEEP_KEYS = {"base", "seeds", "grid", "set"}
 
@@ -67,7 +67,7 @@ def expand(sweep_file: str | os.PathLike, out: str | os.PathLike) -> tuple[Path,
     if not base.is_absolute() and not base.exists():
         base = sweep_file.parent / base
         if not base.exists():
-            base = Path(__file__).resolve().parent.parent / spec["base"]
+            base = Path(__file__).resolve().parents[2] / spec["base"]
     grid = spec.get("grid") or {}
     fixed = [f"{k}={_yaml_value(v)}" for k, v in (spec.get("set") or {}).items()]
     seeds = spec.get("seeds") or [0]
@@ -199,10 +199,10 @@ def summary_markdown(table: dict[tuple[str, str], dict[str, list[float]]]) -> st
             if row_label != label or method == "predictor":
                 continue
             n = max(len([v for v in vals if v is not None]) for vals in metrics.values())
-            name = report.NOISE_FLOOR_LABEL if method == "noise_floor" else method
-            rows.append([name, n, *(report.fmt(key, *mean_ci(metrics.get(key, []))) for key in SUMMARY_METRICS)])
+            name = tables.NOISE_FLOOR_LABEL if method == "noise_floor" else method
+            rows.append([name, n, *(tables.fmt(key, *mean_ci(metrics.get(key, []))) for key in SUMMARY_METRICS)])
         lines += [f"## {label}", "",
-                  report.markdown_table(["method", "n", *(report.label(key) for key in SUMMARY_METRICS)], rows)]
+                  tables.markdown_table(["method", "n", *(tables.label(key) for key in SUMMARY_METRICS)], rows)]
         if (label, "predictor") in table:
             pred = table[(label, "predictor")]
             parts = [f"{k} {mean_ci(pred[k])[0]:.3f}" for k in ("auc", "accuracy", "twin_easy_rate",

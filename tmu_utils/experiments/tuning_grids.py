@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 from scipy.stats import qmc
 
-from .params import FIELD_TYPES, TUNE_GRID_POINTS, UNLEARNING_METHODS, Params, ParamsError, fixed_knobs_path
+from ..core.choices import TUNE_GRID_POINTS, UNLEARNING_METHODS, fixed_knobs_path
+from ..core.params import FIELD_TYPES, Params, ParamsError
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def _read_table(name: str) -> dict[str, Any]:
 
 def fixed_table(name: str) -> dict[str, dict[str, Any]]:
     """The fixed-knobs table `name` (tmu_utils/fixed_knobs/<name>.yaml; {} for 'none'): per method, as
-    stored (`pipeline.artefact_name`), the knobs it runs at under `tuning: fixed`, each one of its grid's
+    stored (`runner.artefact_name`), the knobs it runs at under `tuning: fixed`, each one of its grid's
     knobs. benchmarks/tune_defaults.py writes these tables from twin tunings on seeds never reported."""
     if name == "none":
         return {}

@@ -1,38 +1,23 @@
 """The predicted generalization labels of D_f (docs/method.md: the predictor): the MLP fitted on the
 twin problem's features and labels, and TMU's whole one-off preparation around it. Gold-free, like
-the stages in pipeline.py it builds on.
+the stages in method/stages.py it builds on.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..core import context
+from ..core.training import predict, true_class_margins
 from . import features as feats
-from . import pipeline
-from .predictor import cross_validated_accuracy, fit_predictor, predict_easy, predict_proba
-from .training import predict
-from .unlearning.common import true_class_margins
+from . import stages
+from .amortised import amortised_predict_easy
+from .predictor import PredictorOutput, cross_validated_accuracy, fit_predictor, predict_easy, predict_proba
 
 
-@dataclass
-class PredictorOutput:
-    """The predictor's view of the forget set, and what it learnt from the twin problem."""
-
-    proba: torch.Tensor  # P(easy) per forget sample
-    easy: torch.Tensor  # bool: predicted generalization label per forget sample
-    threshold: float
-    twin_easy_rate: float
-    twin_cv_accuracy: float
-    seconds: float
-    # M_o's margins on D_tf, which M_o never saw as a retrain never sees D_f: the margin target's
-    # reference (None in the class scenario, which has no twin problem)
-    reference_margins: torch.Tensor | None = None
-
-
-def predict_generalization(ctx: pipeline.Context, raw: dict) -> PredictorOutput:
+def predict_generalization(ctx: context.Context, raw: dict) -> PredictorOutput:
     """Fit the MLP on the twin features and labels, and label the forget set easy or hard."""
     p = ctx.params
     start = time.perf_counter()
@@ -47,7 +32,7 @@ def predict_generalization(ctx: pipeline.Context, raw: dict) -> PredictorOutput:
     return PredictorOutput(proba, easy, threshold, twin_easy_rate, cv, seconds)
 
 
-def tmu_predict_easy(ctx: pipeline.Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
+def tmu_predict_easy(ctx: context.Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
     """TMU's one-off preparation, without the gold model: twin, curriculum, features, predictor."""
     if ctx.params.forget_scenario == "class":
         # Without any member of its class the gold model gets (almost) none of D_f right,
@@ -59,12 +44,10 @@ def tmu_predict_easy(ctx: pipeline.Context, original: nn.Module) -> tuple[Predic
         return nothing_easy, {"twin_s": 0.0, "curriculum_s": 0.0, "features_s": 0.0, "predictor_s": 0.0,
                               "tmu_one_off_s": 0.0}
     if ctx.params.twin_forget == "independent":  # built once per M_o, whatever the request (docs/method.md)
-        from .amortised import amortised_predict_easy
-
         return amortised_predict_easy(ctx, original)
-    twin, twin_meta = pipeline.twin_model(ctx, original)
-    curriculum, cur_meta = pipeline.curriculum_model(ctx)
-    raw, feat_meta = pipeline.generalization_features(ctx, original, twin, curriculum)
+    twin, twin_meta = stages.twin_model(ctx, original)
+    curriculum, cur_meta = stages.curriculum_model(ctx)
+    raw, feat_meta = stages.generalization_features(ctx, original, twin, curriculum)
     pred = predict_generalization(ctx, raw)
     start = time.perf_counter()
     tx, ty = ctx.subset("twin_forget")

@@ -96,3 +96,29 @@ def build_model(arch: str, num_classes: int, in_channels: int, image_size: int) 
     if arch not in MODELS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(MODELS)}")
     return MODELS[arch](num_classes, in_channels, image_size)
+
+
+class Penultimate(nn.Module):
+    """Any classifier with the `features(x)` the DF feature reads: the input of its last nn.Linear
+    layer, taken by a forward hook that lives for that one call (so copies of it stay plain)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError("the model has no nn.Linear layer, so DF has no penultimate features to read: "
+                             "leave 'df' out of features")
+        self.model, self._last = model, len(linears) - 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        last = [m for m in self.model.modules() if isinstance(m, nn.Linear)][self._last]
+        seen: list[torch.Tensor] = []
+        handle = last.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+        try:
+            self.model(x)
+        finally:
+            handle.remove()
+        return seen[0].flatten(1)

@@ -24,15 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import pipeline
-from .metrics import Outputs, alignment_metrics
-from .params import Params, validate
-from .training import predict, seed_everything
+from ..core import context
+from ..core.context import Outputs
+from ..core.params import Params, validate
+from ..core.training import predict, seed_everything
+from ..evaluation.metrics import alignment_metrics
+from ..unlearning import METHODS, UnlearnTask, runner
+from ..unlearning.common import EPOCH_PREFIX
+from ..unlearning.tmu_targets import target_variant
 from .tuning_grids import KNOBS, TUNED_AS, fixed_table, grid_points, tuning_mode
-from .tuning_problem import TwinProblem, twin_easy_splits, twin_problem, twin_reference_margins, tuning_twin
-from .unlearning import METHODS, UnlearnTask
-from .unlearning.common import EPOCH_PREFIX
-from .unlearning.tmu_targets import target_variant
+from .tuning_problem import TwinProblem, tuning_twin, twin_easy_splits, twin_problem, twin_reference_margins
 
 
 def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
@@ -43,7 +44,7 @@ def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) 
     return m["tow"] * (1.0 - m["activation_distance"] / math.sqrt(2.0)), m
 
 
-def twin_unlearn(ctx: pipeline.Context, problem: TwinProblem, method: str, params: Params,
+def twin_unlearn(ctx: context.Context, problem: TwinProblem, method: str, params: Params,
                  easy: torch.Tensor | None, read_at: tuple[int, ...] = (),
                  **target_inputs: torch.Tensor | None) -> dict[int, tuple[Outputs, float]]:
     """Run `method` with `params` on the twin problem: its outputs on the scoring sets and its wall time,
@@ -98,7 +99,7 @@ def shared_runs(method: str, grid: list[dict[str, Any]]) -> dict[int, list[int]]
     return {max(g, key=lambda i: grid[i]["unlearn_epochs"]): g for g in groups.values()}
 
 
-def tune_method(ctx: pipeline.Context, problem: TwinProblem, method: str, easy: torch.Tensor | None,
+def tune_method(ctx: context.Context, problem: TwinProblem, method: str, easy: torch.Tensor | None,
                 **target_inputs: torch.Tensor | None) -> dict:
     """Score every grid point of `method` on the twin problem; choose the best (first on ties).
     `read_from[i]`: the grid point whose run point i was read off (i itself unless shared_runs)."""
@@ -128,17 +129,17 @@ def tune_method(ctx: pipeline.Context, problem: TwinProblem, method: str, easy: 
     return record
 
 
-def tuning_key(ctx: pipeline.Context, method: str) -> str:
+def tuning_key(ctx: context.Context, method: str) -> str:
     """Cache key of a method's tuning: every computed field but its own knobs, the tuner's fields (which
     only the unlearned outputs may ignore: their key holds the chosen knobs), and the grid itself."""
-    fields = [f for f in pipeline.method_key_fields(ctx.params) if f not in KNOBS[method]]
+    fields = [f for f in runner.method_key_fields(ctx.params) if f not in KNOBS[method]]
     grid = json.dumps(grid_points(method, ctx.params), sort_keys=True)
-    name = pipeline.artefact_name(method, ctx.params)  # `tmu` at tmu_target soft is tuned as tmu_soft is
-    tuner = [f for f in pipeline.TUNER_FIELDS if f != "tuning"]  # a tuning always runs at tuning twin
+    name = runner.artefact_name(method, ctx.params)  # `tmu` at tmu_target soft is tuned as tmu_soft is
+    tuner = [f for f in runner.TUNER_FIELDS if f != "tuning"]  # a tuning always runs at tuning twin
     return f"{name}-{ctx.key(fields + tuner)}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
 
 
-def tune_methods(ctx: pipeline.Context, original: nn.Module, methods: list[str]) -> tuple[dict[str, dict], float]:
+def tune_methods(ctx: context.Context, original: nn.Module, methods: list[str]) -> tuple[dict[str, dict], float]:
     """Tune every method in `methods` that has knobs (each cached); return the records and the shared
     cost of the twin problem: its M_t's training and, for the TMU variants, the easy/hard splits of D_tf
     and P(easy), and the margin target's reference (the features they need are TMU's one-off cost,
@@ -150,7 +151,7 @@ def tune_methods(ctx: pipeline.Context, original: nn.Module, methods: list[str])
     shared_s = twin_meta["seconds"]
     easy = {"tmu_all_hard": torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)}
     target_inputs: dict[str, dict[str, torch.Tensor | None]] = {}
-    if any(m in tunable for m in pipeline.TWIN_METHODS + ("tmu_oracle", "tmu_all_hard")):
+    if any(m in tunable for m in runner.TWIN_METHODS + ("tmu_oracle", "tmu_all_hard")):
         splits, proba, easy_s = twin_easy_splits(ctx, original)
         easy.update(splits)
         shared_s += easy_s
@@ -175,24 +176,24 @@ def tune_methods(ctx: pipeline.Context, original: nn.Module, methods: list[str])
     return records, shared_s
 
 
-def tuned_context(ctx: pipeline.Context, record: dict | None) -> pipeline.Context:
+def tuned_context(ctx: context.Context, record: dict | None) -> context.Context:
     """`ctx` with the knobs a tuning record chose (unchanged without a record)."""
     if record is None:
         return ctx
     return dataclasses.replace(ctx, params=validate(dataclasses.replace(ctx.params, **record["chosen"])))
 
 
-def fixed_context(ctx: pipeline.Context, method: str) -> pipeline.Context:
+def fixed_context(ctx: context.Context, method: str) -> context.Context:
     """`ctx` with `method`'s own knobs from the `fixed_knobs` table (`tuning: fixed`); a method the table
     does not list, or `fixed_knobs: none`, keeps the shared fields. The controls take tmu's knobs, and
     `tmu` those of the target it computes (its stored name)."""
-    knobs = fixed_table(ctx.params.fixed_knobs).get(pipeline.artefact_name(TUNED_AS.get(method, method), ctx.params))
+    knobs = fixed_table(ctx.params.fixed_knobs).get(runner.artefact_name(TUNED_AS.get(method, method), ctx.params))
     if not knobs:
         return ctx
     return dataclasses.replace(ctx, params=validate(dataclasses.replace(ctx.params, **knobs)))
 
 
-def method_context(ctx: pipeline.Context, original: nn.Module, method: str) -> pipeline.Context:
+def method_context(ctx: context.Context, original: nn.Module, method: str) -> context.Context:
     """`ctx` with the knobs `method` runs at: chosen on the twin problem (`tuning: twin`, tuned once and
     cached) or read from the fixed-knobs table (`tuning: fixed`); `auto` is one of them (tuning_mode)."""
     if tuning_mode(ctx.params) == "twin":

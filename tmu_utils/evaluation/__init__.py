@@ -1,0 +1,3 @@
+"""Measuring an unlearned model against retraining: the single-model alignment metrics, the
+membership-inference attack, the population metrics (KLoM, U-LiRA) and scoring against M_g and M_g'.
+Built on core only; it never calls the method."""
