@@ -50,7 +50,7 @@ clean-cache:
 
 # Re-execute the committed notebooks at their defaults (NB=07_population_alignment for one), so
 # that nbval compares against a fresh top-to-bottom run; the paired .py files stay the source.
-NB ?= 01_original_and_gold 02_twin_problem 03_generalization_features 04_unlearning 05_evaluation 06_sweep_report 07_population_alignment 08_deletion_requests
+NB ?= 01_original_and_gold 02_twin_problem 03_generalization_features 04_unlearning 05_evaluation 06_sweep_report 07_population_alignment 08_deletion_requests 09_bring_your_own_model
 notebooks: data
 	for nb in $(NB); do \
 	  $(VENV)/bin/jupytext --sync notebooks/$$nb.py && \

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -27,6 +27,7 @@ from tmu_utils.core.training import predict
 from tmu_utils.evaluation import scoring
 from tmu_utils.evaluation.metrics import accuracy
 from tmu_utils.experiments import notebooks, runs
+from tmu_utils.experiments.checks import research_check
 from tmu_utils.method import stages, twin
 from tmu_utils.reporting import plots
 
@@ -106,7 +107,8 @@ display(Markdown(f"Seeing the forget set is worth {100 * real_gap:.2f} pp to `M_
                  "`M_t`. The closer the two, the more the twin features (computed with `M_t` on `D_tf`) look "
                  "like the real ones (`M_o` on `D_f`)."))
 if len(ctx.splits.twin_forget) >= 1000:  # a smoke-sized D_tf (240) moves in steps of 0.4 pp
-    assert twin_gap >= 0, "fine-tuning on M ∪ D_tf made M_t worse on D_tf"
+    research_check(params, "02_twin_problem", "fine-tuning on M ∪ D_tf makes M_t no worse on D_tf", twin_gap >= 0,
+                   f"M_t's gain on D_tf {100 * twin_gap:.2f} pp")
 
 # %% [markdown]
 # ## 3. Twin easy rate vs the real easy rate
@@ -130,7 +132,10 @@ display(Markdown(f"Twin easy rate **{100 * twin_rate:.2f} %**, real easy rate **
 # %%
 if params.forget_scenario != "class":  # forgetting a class: M_o has seen that class, M_g has not
     sampling_error = (2 * true_rate * (1 - true_rate) / len(fy)) ** 0.5
-    assert abs(twin_rate - true_rate) < 4 * sampling_error + 0.01
+    research_check(params, "02_twin_problem", "the twin easy rate tracks the real easy rate",
+                   abs(twin_rate - true_rate) < 4 * sampling_error + 0.01,
+                   f"twin {100 * twin_rate:.2f} % against real {100 * true_rate:.2f} %, allowed "
+                   f"{100 * (4 * sampling_error + 0.01):.2f} pp")
 
 # %% [markdown]
 # ## 4. What easy and hard samples look like

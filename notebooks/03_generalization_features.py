@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -30,6 +30,7 @@ from tmu_utils.core import context
 from tmu_utils.core.training import predict
 from tmu_utils.evaluation import scoring
 from tmu_utils.experiments import notebooks, runs
+from tmu_utils.experiments.checks import research_check
 from tmu_utils.method import generalization, predictor, stages
 from tmu_utils.reporting import plots, tables
 
@@ -107,7 +108,9 @@ display(Markdown(tables.markdown_table(
 
 # %%
 if both_kinds:
-    assert all(single_auc[name] > 0.5 for name in params.features), "a selected feature is no better than chance"
+    research_check(params, "03_generalization_features", "every selected feature ranks easy above hard",
+                   all(single_auc[name] > 0.5 for name in params.features),
+                   ", ".join(f"{name} AUC {single_auc[name]:.3f}" for name in params.features))
 
 # %% [markdown]
 # ## 3. The predictor
@@ -126,7 +129,8 @@ if both_kinds:
     fpr, tpr, _ = roc_curve(true_easy.numpy(), pred.proba.numpy())
     fig = plots.plot_roc(fpr, tpr, quality["auc"], label="twin-trained predictor on D_f")
     saved_figures.append(plots.save_fig(fig, "predictor_roc", figures_dir))
-    assert quality["auc"] > 0.7, "the predictor barely ranks easy above hard forget samples"
+    research_check(params, "03_generalization_features", "the predictor ranks easy above hard (AUC > 0.7)",
+                   quality["auc"] > 0.7, f"AUC {quality['auc']:.3f}")
 else:
     print("every forget sample is hard (or every one easy): the ROC curve is undefined")
 

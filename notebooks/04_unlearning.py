@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -30,6 +30,7 @@ from tmu_utils.core.training import predict, seed_everything
 from tmu_utils.evaluation import scoring
 from tmu_utils.evaluation.metrics import accuracy
 from tmu_utils.experiments import notebooks, runs
+from tmu_utils.experiments.checks import research_check
 from tmu_utils.experiments.tuning import method_context
 from tmu_utils.experiments.tuning_grids import tuning_mode
 from tmu_utils.method import generalization, stages
@@ -88,7 +89,9 @@ fig = plots.plot_training_curves(curves, first_epoch={"twin M_t": len(curves["or
 saved_figures.append(plots.save_fig(fig, "training_curves", figures_dir))
 
 # %%
-assert curves["curriculum M_c"][-1] > curves["original M_o"][-1], "the early-stopped M_c fits as well as M_o"
+research_check(params, "04_unlearning", "the early-stopped M_c fits its data less than M_o",
+               curves["curriculum M_c"][-1] > curves["original M_o"][-1],
+               f"final losses: M_c {curves['curriculum M_c'][-1]:.4f}, M_o {curves['original M_o'][-1]:.4f}")
 
 # %% [markdown]
 # ## 3. TMU's one-off preparation
@@ -165,7 +168,8 @@ if pred.easy.any() and (~pred.easy).any():
     on_easy, on_hard = tmu_right[pred.easy].float().mean().item(), tmu_right[~pred.easy].float().mean().item()
     display(Markdown(f"After TMU the model is right on **{100 * on_easy:.1f} %** of the forget samples it "
                      f"predicted easy and on **{100 * on_hard:.1f} %** of those it predicted hard."))
-    assert on_easy > on_hard
+    research_check(params, "04_unlearning", "after TMU the predicted-easy samples are right more often than the hard",
+                   on_easy > on_hard, f"easy {100 * on_easy:.1f} %, hard {100 * on_hard:.1f} %")
 
 # %% [markdown]
 # ## 5. The other methods

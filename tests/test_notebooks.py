@@ -15,7 +15,7 @@ from tmu_utils.experiments import notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = [ROOT / "notebooks" / f"{name}.ipynb"
-             for name in notebooks.NOTEBOOK_NAMES + notebooks.REPORT_NOTEBOOK_NAMES]
+             for name in notebooks.NOTEBOOK_NAMES + notebooks.REPORT_NOTEBOOK_NAMES + notebooks.LIBRARY_NOTEBOOK_NAMES]
 RUN_NOTEBOOKS = [ROOT / "notebooks" / f"{name}.ipynb" for name in notebooks.NOTEBOOK_NAMES]
 MAX_PARAMETER_LINES = 15
 

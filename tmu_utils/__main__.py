@@ -86,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
             results = run(params)
         else:
             load_dataset(params.dataset, params.data_dir or None, image_size=params.image_size)  # fail early, clearly
+            from .experiments.checks import clear_warnings, merge_warnings
             from .experiments.notebooks import NotebookError, run_notebooks
 
+            clear_warnings(run_dir(params))
             try:
                 run_notebooks(params, run_dir(params), {o.split("=", 1)[0] for o in overrides})
             except NotebookError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 4
+            merge_warnings(run_dir(params))
             results = json.loads((run_dir(params) / "results.json").read_text())
     except DatasetNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -108,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     if "predictor" in results:
         print("\nGeneralization-label predictor vs the gold model's labels:\n")
         print(predictor_table(results["predictor"]))
+    if results.get("warnings"):
+        print("\nWarnings: research checks that did not hold on these data or parameters (results.json: warnings)")
+        for w in results["warnings"]:
+            print(f"- {w['notebook']}: {w['check']}: {w['detail']}")
     return 0
 
 

@@ -79,8 +79,11 @@ def progress_enabled(requested: bool = True) -> bool:
 
 
 def to_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float in [0,1] on `device`, channels_last for fast convolutions."""
-    x = x.to(device, non_blocking=True).float().div_(255)
+    """uint8 (B, C, H, W) -> float in [0,1] on `device`, channels_last for fast convolutions; float images
+    (a user's Dataset, already in [0, 1]: docs/api.md) are taken as they are."""
+    scale = x.dtype == torch.uint8
+    x = x.to(device, non_blocking=True).float()
+    x = x.div_(255) if scale else x
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 

@@ -21,6 +21,8 @@ NOTEBOOK_NAMES = ("01_original_and_gold", "02_twin_problem", "03_generalization_
                   "05_evaluation")
 # Notebooks that read finished results (a sweep's, a population's) rather than take part in a run.
 REPORT_NOTEBOOK_NAMES = ("06_sweep_report", "07_population_alignment", "08_deletion_requests")
+# Notebooks on the public API alone (tmu_utils/library.py), with no run, params file or results folder.
+LIBRARY_NOTEBOOK_NAMES = ("09_bring_your_own_model",)
 PARAMS_FILE = "params_file"  # the one name a parameters cell declares besides Params fields
 
 

@@ -1,4 +1,5 @@
-"""TMU's one-off once per original model (docs/method.md, "Amortised TMU"): `twin_forget: independent`.
+"""TMU's one-off once per original model (docs/method.md, "Amortised TMU"): `twin_forget: independent`,
+and the library's one-off (tmu_utils/library.py, docs/api.md), which is the same computation.
 
 With `twin_forget: matched` the twin forget set D_tf copies D_f's size and class make-up, so M_t,
 M_c, the twin features and the predictor all depend on the request, and every request pays for
@@ -7,22 +8,29 @@ size of a `forget_fraction` of the members, the members' class make-up. M_t, M_c
 are then built once; a request pays only its own features (under the model it is applied to, and
 M_c), the predictor's inference and the unlearning. The random scenario only: in the class
 scenario TMU has no twin problem at all (`generalization.tmu_predict_easy`).
+
+The computation is written once, on images and labels (`fit_twin`, `fit_curriculum`, `fit_on_twin`,
+`raw_features`, `predict_with`); `one_off` and `request_features` put a run's context and its cache
+around it, and the library a user's model and data.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
 from ..core import context
+from ..core.params import Params, make_params
 from ..core.splits import SplitError, _generator, stratified_subset
-from ..core.training import predict, true_class_margins
+from ..core.training import predict, seed_everything, train_model, true_class_margins
 from . import features as feats
 from .predictor import (PredictorOutput, cross_validated_accuracy, fit_predictor, make_predictor, predict_easy,
                         predict_proba)
-from .twin import generalization_labels, twin_original, twin_training_set
+from .twin import generalization_labels, twin_original
 
 # The request-independent twin depends on the members and on how large a twin forget set to draw,
 # never on the forget request: no field of the forget scenario but `forget_fraction` (its size).
@@ -38,15 +46,27 @@ REQUEST_FEATURE_FIELDS = context.FORGET_FIELDS + context.RECIPE_FIELDS + (
 TWIN_STREAM = 5  # splits.py draws M, H, D_f, D_tf and the test subset from streams 0-4
 
 
-def independent_twin_forget(ctx: context.Context) -> torch.Tensor:
-    """D_tf ⊂ H drawn without looking at any request: round(forget_fraction · |M|) samples, stratified."""
-    holdout, members = ctx.splits.holdout, ctx.splits.members
-    size = int(round(ctx.params.forget_fraction * len(members)))
+def draw_twin_forget(labels: torch.Tensor, members: torch.Tensor, holdout: torch.Tensor, forget_fraction: float,
+                     seed: int) -> torch.Tensor:
+    """D_tf ⊂ H drawn without looking at any request: round(forget_fraction · |M|) samples, stratified
+    (`labels` indexed by `members` and `holdout`)."""
+    size = int(round(forget_fraction * len(members)))
     if size > len(holdout):
         raise SplitError(f"the independent twin forget set needs {size} holdout samples but the holdout has "
                          f"{len(holdout)}: lower member_fraction (a larger holdout) or forget_fraction")
-    chosen = stratified_subset(ctx.dataset.train_y[holdout], size / len(holdout), _generator(ctx.params.seed, TWIN_STREAM))
+    chosen = stratified_subset(labels[holdout], size / len(holdout), _generator(seed, TWIN_STREAM))
     return holdout[chosen]
+
+
+def independent_twin_forget(ctx: context.Context) -> torch.Tensor:
+    """The run's request-independent D_tf."""
+    return draw_twin_forget(ctx.dataset.train_y, ctx.splits.members, ctx.splits.holdout, ctx.params.forget_fraction,
+                            ctx.params.seed)
+
+
+def class_bank(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Positions in `labels` of the DF bank: a seeded `per_class` of every class."""
+    return feats.bank_indices(torch.arange(len(labels)), labels, per_class, seed)
 
 
 @dataclass
@@ -54,70 +74,121 @@ class OneOff:
     """What TMU builds once per M_o and every request reuses."""
 
     predictor: nn.Module
-    curriculum: nn.Module  # M_c: the CF feature of every request
+    curriculum: nn.Module | None  # M_c: the CF feature of every request (None when `features` has no cf)
     twin_raw: dict[str, torch.Tensor]  # raw DF/AF/CF on (M_t, D_tf): the reference of the feature scaling
     twin_easy_rate: float
     twin_cv_accuracy: float
     reference_margins: torch.Tensor  # M_o's margins on D_tf (the margin target's reference)
     timing: dict[str, float]  # twin_s, curriculum_s, twin_features_s, predictor_fit_s, tmu_one_off_s
+    params: Params = field(default_factory=Params)  # the feature and predictor knobs it was built with
+    holdout_size: int = 0  # |H| it drew D_tf from: a request larger than that has no twin to stand for it
+    member_indices: torch.Tensor | None = None  # where known: which samples of a data set were members
+
+    def save(self, path: str | Path) -> None:
+        """Tensors, state dicts and plain values only: `load` reads it with torch.load(weights_only=True)."""
+        torch.save({"predictor": self.predictor.state_dict(),
+                    "curriculum": None if self.curriculum is None else self.curriculum.state_dict(),
+                    "twin_raw": self.twin_raw, "twin_easy_rate": self.twin_easy_rate,
+                    "twin_cv_accuracy": self.twin_cv_accuracy, "reference_margins": self.reference_margins,
+                    "timing": self.timing, "params": self.params.to_dict(), "holdout_size": self.holdout_size,
+                    "member_indices": self.member_indices}, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, make_model: Callable[[], nn.Module] | None = None) -> "OneOff":
+        """A saved one-off; `make_model()` builds M_c's architecture (needed when its features have cf)."""
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        params = make_params(state["params"])
+        predictor = make_predictor(len(params.features))
+        predictor.load_state_dict(state["predictor"])
+        curriculum = None
+        if state["curriculum"] is not None:
+            if make_model is None:
+                raise ValueError("this one-off uses the curriculum feature: give make_model to rebuild M_c")
+            curriculum = make_model()
+            curriculum.load_state_dict(state["curriculum"])
+            curriculum.eval()
+        return cls(predictor.eval(), curriculum, state["twin_raw"], state["twin_easy_rate"], state["twin_cv_accuracy"],
+                   state["reference_margins"], state["timing"], params, state["holdout_size"],
+                   state["member_indices"])
 
 
-def _bank(ctx: context.Context, retain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    bank = feats.bank_indices(retain, ctx.dataset.train_y, ctx.params.bank_per_class, ctx.params.seed)
-    return ctx.dataset.train_x[bank], ctx.dataset.train_y[bank]
+def fit_twin(original: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Params, device: torch.device,
+             seed: int) -> tuple[nn.Module, dict]:
+    """M_t: `original` fine-tuned on M ∪ D_tf (`x`, `y`)."""
+    model, result, _ = twin_original(original, x, y, params, device, seed)
+    return model, {"seconds": result.seconds, "losses": result.losses}
 
 
-def _features(ctx: context.Context, model: nn.Module, curriculum: nn.Module, idx: torch.Tensor,
-              retain: torch.Tensor) -> dict[str, torch.Tensor]:
-    p = ctx.params
-    bank_x, bank_y = _bank(ctx, retain)
-    return feats.compute_features(model, curriculum, ctx.dataset.train_x[idx], ctx.dataset.train_y[idx], bank_x, bank_y,
-                                  list(feats.FEATURE_NAMES), p.knn_k, p.adv_steps, p.adv_eps, ctx.device)
+def fit_curriculum(make_model: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, params: Params,
+                   device: torch.device, seed: int) -> tuple[nn.Module, dict]:
+    """M_c: `make_model()` trained `curriculum_epochs` with the recipe on M ∪ D_tf (`x`, `y`)."""
+    seed_everything(seed)
+    model = make_model()
+    result = train_model(model, x, y, context.recipe(params, epochs=params.curriculum_epochs), device=device,
+                         seed=seed, progress=params.progress, desc="curriculum M_c")
+    return model, {"seconds": result.seconds, "losses": result.losses}
 
 
-def one_off(ctx: context.Context, original: nn.Module) -> OneOff:
-    """M_t, M_c, the twin features and labels, and the fitted predictor: cached, built once per M_o."""
-    p = ctx.params
-    twin_forget = independent_twin_forget(ctx)
-    idx = twin_training_set(ctx.splits.members, twin_forget)
-    twin_set = ctx.dataset.train_x[idx], ctx.dataset.train_y[idx]
+def raw_features(params: Params, model: nn.Module, curriculum: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
+                 bank_x: torch.Tensor, bank_y: torch.Tensor, device: torch.device,
+                 names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Raw DF/AF/CF of (x, y) under `model` and M_c, the DF bank (bank_x, bank_y) read by `model`."""
+    names = list(feats.FEATURE_NAMES) if names is None else names
+    return feats.compute_features(model, curriculum, x, y, bank_x, bank_y, names, params.knn_k, params.adv_steps,
+                                  params.adv_eps, device)
 
-    def build_twin():
-        model, result, _ = twin_original(original, *twin_set, p, ctx.device, ctx.seeds["twin"])
-        return model, {"seconds": result.seconds, "losses": result.losses}
 
-    twin, twin_meta = context.cached_model(ctx, "independent_twin", INDEPENDENT_TWIN_FIELDS, build_twin)
-    curriculum, cur_meta = context.cached_model(
-        ctx, "independent_curriculum", INDEPENDENT_CURRICULUM_FIELDS,
-        lambda: context.train_from_scratch(ctx, twin_set, ctx.seeds["curriculum"], "curriculum M_c",
-                                             epochs=p.curriculum_epochs))
+def fit_on_twin(original: nn.Module, twin: nn.Module, curriculum: nn.Module | None, tx: torch.Tensor,
+                ty: torch.Tensor, bank_x: torch.Tensor, bank_y: torch.Tensor, params: Params, device: torch.device,
+                seed: int, names: list[str] | None = None) -> tuple[dict, dict]:
+    """The twin features of D_tf (`tx`, `ty`) under M_t and M_c, their labels (is M_o right?), M_o's
+    margins there, and the predictor fitted on them: (payload, meta)."""
+    start = time.perf_counter()
+    twin_raw = raw_features(params, twin, curriculum, tx, ty, bank_x, bank_y, device, names)
+    labels = generalization_labels(original, tx, ty, device)
+    reference_margins = true_class_margins(predict(original, tx, device), ty)
+    features_s = time.perf_counter() - start
+    start = time.perf_counter()
+    x_twin = feats.feature_matrix(twin_raw, twin_raw, params.features, params.feature_scaling)[0]
+    predictor = fit_predictor(x_twin, labels, params.predictor_epochs, params.predictor_lr, seed)
+    fit_s = time.perf_counter() - start
+    cv = cross_validated_accuracy(x_twin, labels, params.cv_folds, params.predictor_epochs, params.predictor_lr,
+                                  seed)  # a report, not part of the cost
+    payload = {"predictor": predictor.state_dict(), "twin_raw": twin_raw, "twin_labels": labels,
+               "reference_margins": reference_margins}
+    return payload, {"twin_features_s": features_s, "predictor_fit_s": fit_s, "twin_cv_accuracy": cv}
 
-    def build_predictor():
-        start = time.perf_counter()
-        # In the twin problem every member is retained, so the DF bank comes from M.
-        twin_raw = _features(ctx, twin, curriculum, twin_forget, ctx.splits.members)
-        tx, ty = ctx.dataset.train_x[twin_forget], ctx.dataset.train_y[twin_forget]
-        labels = generalization_labels(original, tx, ty, ctx.device)
-        reference_margins = true_class_margins(predict(original, tx, ctx.device), ty)
-        features_s = time.perf_counter() - start
-        start = time.perf_counter()
-        x_twin = feats.feature_matrix(twin_raw, twin_raw, p.features, p.feature_scaling)[0]
-        predictor = fit_predictor(x_twin, labels, p.predictor_epochs, p.predictor_lr, ctx.seeds["unlearning"])
-        fit_s = time.perf_counter() - start
-        cv = cross_validated_accuracy(x_twin, labels, p.cv_folds, p.predictor_epochs, p.predictor_lr,
-                                      ctx.seeds["unlearning"])  # a report, not part of the cost
-        payload = {"predictor": predictor.state_dict(), "twin_raw": twin_raw, "twin_labels": labels,
-                   "reference_margins": reference_margins}
-        return payload, {"twin_features_s": features_s, "predictor_fit_s": fit_s, "twin_cv_accuracy": cv}
 
-    payload, meta = ctx.cache.get_or_build("independent_predictor", ctx.key(ONE_OFF_FIELDS), build_predictor)
-    predictor = make_predictor(len(p.features))
+def assemble(payload: dict, meta: dict, curriculum: nn.Module | None, twin_meta: dict, cur_meta: dict,
+             params: Params, holdout_size: int) -> OneOff:
+    """The OneOff of a fitted predictor's payload and the timings of its parts."""
+    predictor = make_predictor(len(params.features))
     predictor.load_state_dict(payload["predictor"])
     timing = {"twin_s": twin_meta["seconds"], "curriculum_s": cur_meta["seconds"],
               "twin_features_s": meta["twin_features_s"], "predictor_fit_s": meta["predictor_fit_s"]}
     timing["tmu_one_off_s"] = sum(timing.values())
     return OneOff(predictor.eval(), curriculum, payload["twin_raw"], payload["twin_labels"].float().mean().item(),
-                  meta["twin_cv_accuracy"], payload["reference_margins"], timing)
+                  meta["twin_cv_accuracy"], payload["reference_margins"], timing, params, holdout_size)
+
+
+def one_off(ctx: context.Context, original: nn.Module) -> OneOff:
+    """M_t, M_c, the twin features and labels, and the fitted predictor: cached, built once per M_o."""
+    p, d = ctx.params, ctx.dataset
+    twin_forget = independent_twin_forget(ctx)
+    idx = torch.cat([ctx.splits.members, twin_forget])
+    twin_set = d.train_x[idx], d.train_y[idx]
+    twin, twin_meta = context.cached_model(ctx, "independent_twin", INDEPENDENT_TWIN_FIELDS,
+                                           lambda: fit_twin(original, *twin_set, p, ctx.device, ctx.seeds["twin"]))
+    curriculum, cur_meta = context.cached_model(
+        ctx, "independent_curriculum", INDEPENDENT_CURRICULUM_FIELDS,
+        lambda: fit_curriculum(lambda: context.new_model(ctx), *twin_set, p, ctx.device, ctx.seeds["curriculum"]))
+    # In the twin problem every member is retained, so the DF bank comes from M.
+    bank = feats.bank_indices(ctx.splits.members, d.train_y, p.bank_per_class, p.seed)
+    payload, meta = ctx.cache.get_or_build(
+        "independent_predictor", ctx.key(ONE_OFF_FIELDS),
+        lambda: fit_on_twin(original, twin, curriculum, d.train_x[twin_forget], d.train_y[twin_forget], d.train_x[bank],
+                            d.train_y[bank], p, ctx.device, ctx.seeds["unlearning"]))
+    return assemble(payload, meta, curriculum, twin_meta, cur_meta, p, len(ctx.splits.holdout))
 
 
 def request_features(ctx: context.Context, one: OneOff, model: nn.Module, request: torch.Tensor,
@@ -125,19 +196,28 @@ def request_features(ctx: context.Context, one: OneOff, model: nn.Module, reques
     """Raw DF/AF/CF of a request's samples under `model` (the model the request is applied to) and M_c,
     with the DF bank drawn from what is still retained; and the seconds it took."""
     start = time.perf_counter()
-    raw = _features(ctx, model, one.curriculum, request, retain)
+    d, p = ctx.dataset, ctx.params
+    bank = feats.bank_indices(retain, d.train_y, p.bank_per_class, p.seed)
+    raw = raw_features(p, model, one.curriculum, d.train_x[request], d.train_y[request], d.train_x[bank],
+                       d.train_y[bank], ctx.device)
     return raw, time.perf_counter() - start
 
 
-def predict_request(ctx: context.Context, one: OneOff, raw: dict[str, torch.Tensor]) -> PredictorOutput:
-    """The fitted predictor's easy/hard call on one request (its `seconds`: inference only)."""
-    p = ctx.params
+def predict_with(one: OneOff, raw: dict[str, torch.Tensor], params: Params | None = None) -> PredictorOutput:
+    """The fitted predictor's easy/hard call on one request (its `seconds`: inference only), with the
+    feature and threshold knobs of `params` (the one-off's own by default)."""
+    p = one.params if params is None else params
     start = time.perf_counter()
     x_request = feats.feature_matrix(one.twin_raw, raw, p.features, p.feature_scaling)[1]
     proba = predict_proba(one.predictor, x_request)
     easy, threshold = predict_easy(proba, p.threshold, one.twin_easy_rate)
     return PredictorOutput(proba, easy, threshold, one.twin_easy_rate, one.twin_cv_accuracy,
-                                    time.perf_counter() - start, one.reference_margins)
+                           time.perf_counter() - start, one.reference_margins)
+
+
+def predict_request(ctx: context.Context, one: OneOff, raw: dict[str, torch.Tensor]) -> PredictorOutput:
+    """`predict_with` at the run's knobs."""
+    return predict_with(one, raw, ctx.params)
 
 
 def amortised_predict_easy(ctx: context.Context, original: nn.Module) -> tuple[PredictorOutput, dict[str, float]]:
