@@ -57,7 +57,30 @@ def summary(results: dict[str, dict[int, dict]], title: str) -> str:
     for seed, r in results["auto"].items():
         chosen = {m: t["chosen"] for m, t in r.get("tuning", {}).items() if "tuned_as" not in t}
         lines.append(f"- seed {seed}: " + "; ".join(f"{m} {k}" for m, k in chosen.items()))
+    lines += ["", "Chosen on an edge of the values tried (a sign the grid may be too narrow there):", ""]
+    for seed, r in results["auto"].items():
+        edges = [f"{m} {e}" for m, t in r.get("tuning", {}).items() if "tuned_as" not in t for e in grid_edges(t)]
+        lines.append(f"- seed {seed}: " + ("; ".join(edges) if edges else "none"))
+    lines += ["", "The predictor (the same at both modes: tuning never changes it) and the cost of tuning:", "",
+              "| seed | twin easy rate | true easy rate | predicted easy rate | AUC | tuning s (auto) |",
+              "|---|---|---|---|---|---|"]
+    for seed, r in results["auto"].items():
+        p = r["predictor"]
+        spent = r["timing"].get("tuning_shared_s", 0.0) + sum(t.get("tuning_s", 0.0) for t in r.get("tuning", {}).values())
+        lines.append(f"| {seed} | {p['twin_easy_rate']:.3f} | {p['true_easy_rate']:.3f} | "
+                     f"{p['predicted_easy_rate']:.3f} | {p['auc']:.3f} | {spent:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def grid_edges(tuned: dict) -> list[str]:
+    """Each knob whose chosen value is the lowest or highest among the grid points tuning tried,
+    as 'knob=value (lowest)' or '(highest)'; a knob tried at one value only has no edge."""
+    found = []
+    for knob, value in tuned["chosen"].items():
+        tried = sorted({point[knob] for point in tuned["grid"]})
+        if len(tried) > 1 and value in (tried[0], tried[-1]):
+            found.append(f"{knob}={value} ({'lowest' if value == tried[0] else 'highest'})")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

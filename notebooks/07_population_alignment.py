@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -97,6 +97,32 @@ display(Markdown(tables.population_table(population)))
 
 # %%
 fig = plots.plot_ulira_roc(population)
+
+# %% [markdown]
+# ## 3b. The unlearning challenge's forgetting score
+# The NeurIPS 2023 unlearning challenge asks, per forget sample, how large an ε of (ε, δ)-unlearning
+# the best of a family of tests certifies: here every threshold on the sample's margin, in both
+# directions, with its false positive and false negative rates between the two populations. Each
+# sample scores 2^−⌊ε/0.5⌋ and the forgetting quality F is their mean: 1 if no test tells the
+# populations apart on any sample. With `n` models a side, the best of the 2·(2n + 1) tests finds
+# some ε even between two sets of retrains, so F is read against the floor's, like the other two.
+# The challenge's score multiplies F by the retain and test accuracy relative to retraining (shown
+# as – for a population that did not keep retain accuracy).
+
+# %%
+forgetting = {"floor": floor, **methods}
+if all("forgetting" in row for row in forgetting.values()):
+    names = list(forgetting)
+    values = [forgetting[m]["forgetting"]["F"] for m in names]
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    ax.bar(range(len(names)), values, color=["0.5" if m == "floor" else "C0" for m in names])
+    ax.axhline(floor["forgetting"]["F"], color="k", lw=0.8, ls=":")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("challenge F on D_f")
+    fig.tight_layout()
+    display(Markdown(f"F of the floor {floor['forgetting']['F']:.3f}, doing nothing "
+                     f"{methods['original']['forgetting']['F']:.3f}"
+                     + (f", TMU {methods['tmu']['forgetting']['F']:.3f}" if "tmu" in methods else "") + "."))
 
 # %% [markdown]
 # ## 4. Where the margins go
@@ -190,6 +216,11 @@ if "tmu" in methods:
                  f"retrains' and its spread across seeds {np.median(spread[easy]):.2f}× theirs (KLoM "
                  f"{klom_tmu[easy].mean():.3f}, doing nothing {klom_original[easy].mean():.3f}); on the hard samples "
                  f"its KLoM is {klom_tmu[~easy].mean():.3f} against doing nothing's {klom_original[~easy].mean():.3f}.")
+    if "forgetting" in tmu:
+        better = [m for m in baselines if methods[m]["forgetting"]["F"] > tmu["forgetting"]["F"]]
+        lines.append(f"- The challenge's forgetting quality F on D_f: TMU {tmu['forgetting']['F']:.3f}, doing nothing "
+                     f"{methods['original']['forgetting']['F']:.3f}, the floor {floor['forgetting']['F']:.3f}; "
+                     f"baselines above TMU: {', '.join(better) or 'none'}.")
     gap = ulira["tmu"] - floor["ulira"]["balanced_accuracy"]
     lines.append(f"- The goal, U-LiRA within 5 pp of the floor, is {'met' if gap <= 0.05 else 'not met'}: "
                  f"TMU is {100 * gap:.1f} pp above it.")

@@ -278,3 +278,25 @@ def test_real_fashion_mnist():
     assert torch.bincount(ds.test_y).tolist() == [1000] * 10
     assert ds.classes[9] == "Ankle boot"
     assert elapsed < 5, f"loading took {elapsed:.1f} s"
+
+
+def test_coloured_mnist_writes_an_rgb_imagefolder_with_mnist_labels(benchmark_script, tmp_path):
+    """benchmarks/coloured_mnist.py: each MNIST digit lands in its own label's folder, as a coloured
+    32×32 image that the imagefolder loader reads back; train comes from MNIST train, test from t10k."""
+    arrays = make_idx_set(tmp_path / "mnist", n_train=30, n_test=12)
+    rng = np.random.default_rng(1)
+    for stem, n in (("train", 30), ("t10k", 12)):  # every digit in both splits, in a shuffled order
+        arrays[f"{stem}-labels-idx1-ubyte"] = rng.permutation(np.arange(n) % 10).astype(np.uint8)
+        write_idx(tmp_path / "mnist" / f"{stem}-labels-idx1-ubyte", arrays[f"{stem}-labels-idx1-ubyte"], gz=True)
+    script = benchmark_script("coloured_mnist")
+    out = tmp_path / "cm"
+    assert script.main([str(out), "--mnist-dir", str(tmp_path / "mnist"), "--train", "20", "--test", "10"]) == 0
+    got = load_dataset("imagefolder", out, image_size=32)
+    assert got.train_x.shape == (20, 3, 32, 32) and got.test_x.shape == (10, 3, 32, 32)
+    for split, stem, n in (("train", "train", 20), ("test", "t10k", 10)):
+        written = sorted(int(p.parent.name) for p in (out / split).glob("*/*.png"))
+        assert written == sorted(arrays[f"{stem}-labels-idx1-ubyte"][:n].tolist())
+    x = got.train_x.float()
+    assert (x[:, 0] - x[:, 1]).abs().mean() > 5  # colour, not grey replicated over three planes
+    with pytest.raises(SystemExit, match="already holds"):
+        script.main([str(out), "--mnist-dir", str(tmp_path / "mnist"), "--train", "2", "--test", "2"])

@@ -150,6 +150,8 @@ def test_auto_vs_table_script_runs_both_modes_and_resumes(benchmark_script, tmp_
     # smoke's mlp is not the table's small_cnn: auto twin-tunes, fixed reads the table anyway
     assert "`tuning: auto` ran as ['twin'], `tuning: fixed` as ['fixed']" in text
     assert "| tmu |" in text and "| finetune |" in text and "- seed 0: tmu {" in text
+    assert "| seed | twin easy rate |" in text and "\n| 0 | 0." in text  # the predictor's rates per seed
+    assert "- seed 0: none" in text  # one grid point tried: no knob can sit on an edge
     stamp = (tmp_path / "out" / "auto" / "0" / "results.json").stat().st_mtime_ns
     assert script.main(argv) == 0  # complete seeds are read, not run again
     assert (tmp_path / "out" / "auto" / "0" / "results.json").stat().st_mtime_ns == stamp
@@ -177,3 +179,27 @@ def test_auto_twin_tunes_end_to_end_on_an_rgb_imagefolder(tmp_path):
     assert results["tuning_mode"] == "twin" and results["complete"]
     assert {m: len(r["grid"]) for m, r in results["tuning"].items()} == {"tmu": 1, "finetune": 1, "neggrad": 1}
     assert results["methods"]["original"]["test_acc"] > 0.5  # a model that learnt the data, not noise
+
+
+def test_auto_vs_table_names_knobs_chosen_on_an_edge_of_the_values_tried(benchmark_script):
+    script = benchmark_script("auto_vs_table")
+    tuned = {"grid": [{"lr": 1, "k": 2}, {"lr": 3, "k": 2}, {"lr": 2, "k": 5}, {"lr": 2, "k": 4}],
+             "chosen": {"lr": 3, "k": 4}}
+    assert script.grid_edges(tuned) == ["lr=3 (highest)"]
+    assert script.grid_edges({**tuned, "chosen": {"lr": 2, "k": 2}}) == ["k=2 (lowest)"]
+    assert script.grid_edges({"grid": [{"lr": 1}], "chosen": {"lr": 1}}) == []
+
+
+def test_twin_vs_real_grid_runs_every_tried_point_on_the_real_problem_at_its_own_knobs(benchmark_script, tmp_path):
+    script = benchmark_script("twin_vs_real_grid")
+    argv = [str(SMOKE), "--seed", "0", "--out", str(tmp_path / "out"), "--set", "tune_budget=2",
+            "--set", f"cache_dir={tmp_path / 'cache'}"]
+    assert script.main(argv) == 0
+    folder = tmp_path / "out" / "0"
+    tried = json.loads((folder / "twin" / "results.json").read_text())["tuning"]["tmu"]["grid"]
+    assert len(tried) == 2
+    for i, point in enumerate(tried):
+        real = json.loads((folder / f"point{i}" / "results.json").read_text())
+        assert real["tuning_mode"] == "fixed" and {k: real["params"][k] for k in point} == point
+    text = (folder / "grid.md").read_text()
+    assert text.count("(chosen)") == 1 and "Spearman correlation" in text

@@ -44,8 +44,13 @@ def test_population_writes_json_markdown_and_figures(smoke_population):
             klom = row["klom"][split]
             assert klom["p95_ci95"][0] <= klom["p95"] <= klom["p95_ci95"][1] and klom["mean"] >= 0
         assert 0 <= row["ulira"]["balanced_accuracy"] <= 1 and set(row["ulira"]) >= {"tpr_at_1fpr", "tpr_at_5fpr"}
-        for key in ("delta_forget", "tow", "activation_distance", "time_s"):
+        for key in ("delta_forget", "tow", "activation_distance", "retain_acc", "time_s"):
             assert set(row[key]) == {"mean", "ci95"}
+        forgetting, floor = row["forgetting"], result["floor"]
+        assert 0 < forgetting["F"] <= 1 and 0 <= forgetting["epsilon_median"] <= forgetting["epsilon_max"]
+        assert forgetting["score"] == pytest.approx(
+            forgetting["F"] * row["retain_acc"]["mean"] / floor["retain_acc"]["mean"]
+            * row["test_acc"]["mean"] / floor["test_acc"]["mean"])
     assert result["timing"]["total_s"] > 0 and len(result["timing"]["per_model_s"]) >= 9
     assert "| tmu |" in (smoke_population / "population.md").read_text()
     assert {p.name for p in (smoke_population / "figures").iterdir()} == {"klom_cdf_forget.png", "ulira_roc.png"}
@@ -111,3 +116,24 @@ def test_replicas_run_as_jobs_through_the_sweep_runner(smoke_population, cache_d
     logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
     assert logs == ["replica_0.log", "replica_1.log", "replica_2.log"]
     assert json.loads((tmp_path / "population.json").read_text())["n_models"] == 3
+
+
+def test_the_forgetting_score_is_recomputed_from_the_saved_margins(smoke_population, benchmark_script, tmp_path):
+    """benchmarks/population_forgetting_score.py on a population written without the score gives
+    the score the population command computes (up to the float16 margins it reads)."""
+    import shutil
+
+    folder = tmp_path / "old"
+    shutil.copytree(smoke_population, folder)
+    written = json.loads((folder / "population.json").read_text())
+    for row in [written["floor"], *written["methods"].values()]:
+        row.pop("forgetting")
+    (folder / "population.json").write_text(json.dumps(written))
+    assert benchmark_script("population_forgetting_score").main([str(folder)]) == 0
+    again = json.loads((folder / "population.json").read_text())
+    first = json.loads((smoke_population / "population.json").read_text())
+    for name in ["floor", *first["methods"]]:
+        row_again = again["floor"] if name == "floor" else again["methods"][name]
+        row_first = first["floor"] if name == "floor" else first["methods"][name]
+        assert row_again["forgetting"]["F"] == pytest.approx(row_first["forgetting"]["F"], abs=0.02)
+    assert "challenge F" in (folder / "population.md").read_text()

@@ -25,6 +25,7 @@ from ..core import context
 from ..core.params import Params, ParamsError
 from ..core.training import progress_enabled
 from ..evaluation import scoring
+from ..evaluation.forgetting_score import challenge_score, forgetting_quality
 from ..evaluation.population_metrics import klom, margins, sturges_bins, summarize, ulira
 from ..method import generalization
 from ..unlearning import runner
@@ -34,8 +35,9 @@ from .sweep import mean_ci
 
 SETS = ("forget", "retain", "test")
 SUBSET_SIZE = 2000  # retain and test samples whose margins are compared (D_f is used whole)
-RUN_METRICS = ("delta_forget", "tow", "activation_distance", "agreement", "mia_gap", "forget_acc", "test_acc",
-               "time_s")
+FORGETTING_EVALUATION = "challenge ε per sample over thresholds on margins, add-1/2 rates"
+RUN_METRICS = ("delta_forget", "tow", "activation_distance", "agreement", "mia_gap", "forget_acc", "retain_acc",
+               "test_acc", "time_s")
 
 
 def population_methods(params: Params) -> list[str]:
@@ -168,10 +170,24 @@ def _stack(replicas: list[Replica], model: str, split: str) -> np.ndarray:
 
 
 def _distributional(replicas: list[Replica], model: str, bins: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """KLoM per set and U-LiRA on D_f of one population of models against retrain A."""
+    """KLoM per set, and U-LiRA and the challenge's forgetting quality on D_f, of one population of
+    models against retrain A."""
     per_sample = {s: klom(_stack(replicas, model, s), _stack(replicas, "retrain_a", s), bins) for s in SETS}
-    attack = ulira(_stack(replicas, model, "forget"), _stack(replicas, "retrain_a", "forget"))
-    return {"klom": {s: summarize(v) for s, v in per_sample.items()}, "ulira": attack}, per_sample
+    forget, reference = _stack(replicas, model, "forget"), _stack(replicas, "retrain_a", "forget")
+    return {"klom": {s: summarize(v) for s, v in per_sample.items()}, "ulira": ulira(forget, reference),
+            "forgetting": forgetting_quality(forget, reference)}, per_sample
+
+
+def add_challenge_scores(result: dict) -> None:
+    """Each row's challenge score: its forgetting quality F times its mean retain and test accuracy
+    over those of the retrained population (retrain B, the floor's models); None for a population
+    written before retain accuracy was kept."""
+    floor = result["floor"]
+    for row in [floor, *result["methods"].values()]:
+        known = all("retain_acc" in r and "test_acc" in r for r in (row, floor))
+        row["forgetting"]["score"] = challenge_score(
+            row["forgetting"]["F"], row["retain_acc"]["mean"], floor["retain_acc"]["mean"],
+            row["test_acc"]["mean"], floor["test_acc"]["mean"]) if known else None
 
 
 def _per_run(replicas: list[Replica], key: str) -> dict[str, dict[str, float]]:
@@ -193,7 +209,8 @@ def assemble(ctx: context.Context, replicas: list[Replica], methods: list[str],
               "env": runs.environment(ctx.device),
               "evaluation": {"sets": {s: len(v) for s, v in subsets.items()}, "klom_bins": bins,
                              "klom_smoothing": "add-1/2 per bin", "margin_clip": 100.0,
-                             "ulira": "per-sample Gaussians, one model held out of each side"},
+                             "ulira": "per-sample Gaussians, one model held out of each side",
+                             "forgetting": FORGETTING_EVALUATION},
               "timing": {"per_model_s": {k: v for rep in replicas for k, v in rep.seconds.items()}},
               "floor": floor, "methods": {}}
     samples = {f"floor/{s}": v for s, v in floor_samples.items()}
@@ -202,6 +219,7 @@ def assemble(ctx: context.Context, replicas: list[Replica], methods: list[str],
         entry.update(_per_run(replicas, method))
         result["methods"][method] = entry
         samples.update({f"{method}/{s}": v for s, v in per_sample.items()})
+    add_challenge_scores(result)
     for model in ["retrain_a", "retrain_b"] + methods:
         samples[f"margins/{model}"] = _stack(replicas, model, "forget").astype(np.float16)
     result["samples"] = samples

@@ -61,6 +61,13 @@ def predictor_table(predictor: dict) -> str:
     return markdown_table(keys, [[fmt(k, predictor.get(k)) for k in keys]])
 
 
+def challenge_cells(row: dict) -> list[str]:
+    """A population row's challenge F and score, '–' where the population predates them."""
+    forgetting = row.get("forgetting") or {}
+    return [f"{forgetting['F']:.3f}" if "F" in forgetting else "–",
+            f"{forgetting['score']:.3f}" if forgetting.get("score") is not None else "–"]
+
+
 def population_table(population: dict) -> str:
     """The population evaluation as markdown: per method, KLoM p95 per set, U-LiRA on D_f, and the
     per-run alignment (mean ± 95 % CI over the N replicas), with the floor (retrain B vs A) first."""
@@ -68,16 +75,22 @@ def population_table(population: dict) -> str:
     lines = [f"# Population evaluation: {n} originals, {n} + {n} retrains", "",
              "KLoM: p95 over samples [bootstrap 95 % CI], lower is better. U-LiRA on D_f: balanced accuracy "
              "and TPR at 1 % FPR, 50 % and 1 % mean indistinguishable from retraining. Δ forget and ToW: "
-             "each unlearned model against retrain A's model of the same index, mean ± 95 % CI over replicas.",
+             "each unlearned model against retrain A's model of the same index, mean ± 95 % CI over replicas. "
+             "Challenge F: the NeurIPS 2023 unlearning challenge's forgetting quality on D_f, higher is better "
+             "(1: no threshold test on a sample's margin tells the populations apart; its least, what fully "
+             "separated populations of this size give, is 2^-⌊ε_max/0.5⌋), and its score, F × the retain and "
+             "test accuracy relative to retraining.",
              ""]
     header = ["method", label("forget_acc"), "KLoM p95 forget", "KLoM p95 retain", "KLoM p95 test",
-              "U-LiRA bal. acc %", "TPR@1%FPR %", label("delta_forget"), label("tow")]
+              "U-LiRA bal. acc %", "TPR@1%FPR %", "challenge F", "challenge score", label("delta_forget"),
+              label("tow")]
     rows = []
     for name, row in {"floor (retrain B vs A)": population["floor"], **population["methods"]}.items():
         klom = [f"{row['klom'][s]['p95']:.3f} [{row['klom'][s]['p95_ci95'][0]:.3f}, {row['klom'][s]['p95_ci95'][1]:.3f}]"
                 for s in ("forget", "retain", "test")]
         rows.append([name, fmt("forget_acc", row["forget_acc"]["mean"], row["forget_acc"]["ci95"]), *klom,
                      f"{100 * row['ulira']['balanced_accuracy']:.1f}", f"{100 * row['ulira']['tpr_at_1fpr']:.1f}",
+                     *challenge_cells(row),
                      fmt("delta_forget", row["delta_forget"]["mean"], row["delta_forget"]["ci95"]),
                      fmt("tow", row["tow"]["mean"], row["tow"]["ci95"])])
     lines.append(markdown_table(header, rows))
