@@ -23,15 +23,21 @@ REPO = Path(__file__).resolve().parent.parent
 MODES = ("auto", "fixed")
 
 
-def run(params: str, seed: int, mode: str, out: Path, overrides: list[str]) -> dict:
-    path = out / mode / str(seed) / "results.json"
+def run_in(params: str, folder: Path, settings: list[str]) -> dict:
+    """results.json of `tmu_utils run --direct` on `params` with `settings` into `folder`: read again
+    when it is already complete there, else run in this process."""
+    path = folder / "results.json"
     if not (path.is_file() and json.loads(path.read_text()).get("complete")):
-        argv = ["run", str(REPO / params), "--direct", "--quiet", "--out", str(path.parent)]  # absolute stays so
-        for item in (*overrides, f"seed={seed}", f"tuning={mode}", "progress=false"):
+        argv = ["run", str(REPO / params), "--direct", "--quiet", "--out", str(folder)]  # absolute stays so
+        for item in (*settings, "progress=false"):
             argv += ["--set", item]
         if cli(argv) != 0:
-            raise SystemExit(f"the {mode} run of seed {seed} failed")
+            raise SystemExit(f"the run into {folder} failed")
     return json.loads(path.read_text())
+
+
+def run(params: str, seed: int, mode: str, out: Path, overrides: list[str]) -> dict:
+    return run_in(params, out / mode / str(seed), [*overrides, f"seed={seed}", f"tuning={mode}"])
 
 
 def mean_sd(values: list[float], digits: int) -> str:

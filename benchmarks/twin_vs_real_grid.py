@@ -12,25 +12,15 @@ real problem's Δforget, ToW, AD and the same score against M_g.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 from scipy.stats import spearmanr
 
-from tmu_utils.__main__ import main as cli
+from tmu_utils.experiments.tuning import criterion
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def run(params: str, out: Path, settings: list[str]) -> dict:
-    path = out / "results.json"
-    if not (path.is_file() and json.loads(path.read_text()).get("complete")):
-        argv = ["run", str(REPO / params), "--direct", "--quiet", "--out", str(out)]
-        for item in (*settings, "progress=false"):
-            argv += ["--set", item]
-        if cli(argv) != 0:
-            raise SystemExit(f"the run into {out} failed")
-    return json.loads(path.read_text())
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from auto_vs_table import REPO, run_in as run  # noqa: E402  (a sibling script: resume-or-run one run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         knobs = [f"{k}={v}" for k, v in point.items()]
         real = run(args.params, out / f"point{i}", [*common, "tuning=fixed", "fixed_knobs=none", *knobs])
         m = real["methods"][args.method]
-        score = m["tow"] * (1 - m["activation_distance"] / 2 ** 0.5)
+        score = criterion(m["tow"], m["activation_distance"])
         twin_scores.append(tuned["scores"][i])
         real_scores.append(score)
         rows.append(f"| {', '.join(knobs)}{' (chosen)' if point == tuned['chosen'] else ''} | "

@@ -41,7 +41,12 @@ def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) 
     output agreement on the forget set (AD ≤ √2 between two probability vectors), in [0, 1],
     higher is better. The score, and the metrics it came from."""
     m = alignment_metrics(u, gold, labels)
-    return m["tow"] * (1.0 - m["activation_distance"] / math.sqrt(2.0)), m
+    return criterion(m["tow"], m["activation_distance"]), m
+
+
+def criterion(tow: float, activation_distance: float) -> float:
+    """The tuning score from its two parts: ToW × (1 − AD/√2)."""
+    return tow * (1.0 - activation_distance / math.sqrt(2.0))
 
 
 def twin_unlearn(ctx: context.Context, problem: TwinProblem, method: str, params: Params,
