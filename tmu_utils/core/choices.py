@@ -11,12 +11,17 @@ FORGET_SCENARIOS = ("random", "class_subset", "class")
 UNLEARNING_METHODS = (
     "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_hard", "tmu_soft",
     "tmu_margin", "tmu_hard_only",
+    # the step variants (unlearning/tmu_step.py): tmu's target with one step knob (or two) forced
+    "tmu_distill", "tmu_head", "tmu_last_block", "tmu_bn", "tmu_calibrated", "tmu_distill_calibrated",
+    "tmu_distill_last_block",
     "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse",
 )
 # What a run scores by default: every method but the target variants other than the paper's hard flip
 # (tmu_hard): `tmu` computes tmu_hard_only at the default target, and tmu_soft and tmu_margin, the
 # variants the twin criterion ranked below it, are compared in the population benchmark (docs/method.md).
-DEFAULT_METHODS = tuple(m for m in UNLEARNING_METHODS if m not in ("tmu_soft", "tmu_margin", "tmu_hard_only"))
+# The step variants are compared there too, not in every run.
+DEFAULT_METHODS = tuple(m for m in UNLEARNING_METHODS if m not in ("tmu_soft", "tmu_margin", "tmu_hard_only")
+                        and not m.startswith(("tmu_distill", "tmu_head", "tmu_last_block", "tmu_bn", "tmu_calibrated")))
 FIXED_KNOBS_DIR = Path(__file__).resolve().parent.parent / "fixed_knobs"  # the tables `fixed_knobs` names
 
 
@@ -38,6 +43,9 @@ CHOICES = {
     "hard_loss": ("random_label", "ascent"),
     "hard_label": ("random", "runner_up"),
     "tmu_target": ("hard", "soft", "margin", "hard_only"),
+    "tmu_retain_loss": ("ce", "distill"),
+    "tmu_update": ("all", "head", "last_block", "bn"),
+    "tuning_criterion": ("alignment", "margins"),
     "twin_forget": ("matched", "independent"),
     "tuning": ("auto", "fixed", "twin"),
     "twin_match": ("none", "members"),

@@ -28,7 +28,6 @@ from ..core.training import predict, progress_enabled
 from ..evaluation.metrics import alignment_metrics
 from ..method import amortised
 from ..unlearning import runner
-from ..unlearning.tmu_targets import target_variant
 from . import runs, tuning
 from .request_stream import Stream, _digest, make_stream, request_context, request_size
 from .tuning_grids import tuning_mode
@@ -106,8 +105,7 @@ def deployed_model(ctx: context.Context, stream: Stream, method: str, r: int, or
             pred = amortised.predict_request(rctx, one, raw)
             stages["inference_s"] = pred.seconds
             easy = pred.easy
-            if target_variant(method, ctx.params.tmu_target) != "hard":
-                target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
+            target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
         elif method == "tmu_all_hard":
             easy = torch.zeros(len(rctx.splits.forget), dtype=torch.bool)
         model, stages["unlearn_s"] = runner.unlearn(rctx, method, previous, easy, **target_inputs)

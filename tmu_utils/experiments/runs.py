@@ -19,7 +19,6 @@ from ..evaluation.scoring import References, member_rate, references, score
 from ..method.generalization import tmu_predict_easy
 from ..method.predictor import PredictorOutput, quality_report
 from ..unlearning import runner
-from ..unlearning.tmu_targets import target_variant
 from .tuning import method_context, tune_methods
 from .tuning_grids import tuning_mode
 
@@ -37,7 +36,7 @@ def method_outputs(ctx: context.Context, refs: References, method: str,
     easy.update(tmu_random_rank=lambda: runner.random_rank(ctx, pred.easy), tmu_oracle=lambda: refs.true_easy,
                 tmu_all_hard=lambda: torch.zeros_like(refs.true_easy))
     target_inputs = {}
-    if target_variant(method, ctx.params.tmu_target) != "hard":  # soft and margin read P(easy) and the reference
+    if method in runner.STEP_METHODS and pred is not None:  # soft, margin, the calibrated step: P(easy), reference
         target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
     return runner.unlearned_outputs(ctx, method, refs.original, easy[method]() if method in easy else None,
                                     **target_inputs)

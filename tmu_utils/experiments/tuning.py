@@ -27,11 +27,10 @@ from torch import nn
 from ..core import context
 from ..core.context import Outputs
 from ..core.params import Params, validate
-from ..core.training import predict, seed_everything
+from ..core.training import predict, seed_everything, true_class_margins
 from ..evaluation.metrics import alignment_metrics
 from ..unlearning import METHODS, UnlearnTask, runner
 from ..unlearning.common import EPOCH_PREFIX
-from ..unlearning.tmu_targets import target_variant
 from .tuning_grids import KNOBS, TUNED_AS, fixed_table, grid_points, tuning_mode
 from .tuning_problem import TwinProblem, tuning_twin, twin_easy_splits, twin_problem, twin_reference_margins
 
@@ -42,6 +41,30 @@ def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) 
     higher is better. The score, and the metrics it came from."""
     m = alignment_metrics(u, gold, labels)
     return criterion(m["tow"], m["activation_distance"]), m
+
+
+# Margins are clipped here before they are compared, as KLoM clips them (docs/method.md).
+MARGIN_CLIP = 100.0
+
+
+def margin_distance(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) -> float:
+    """The per-sample criterion's distance: the mean over samples of |margin under M_u − margin under
+    the gold model|, on the forget set and on the retain sample, the two means averaged. On the twin
+    problem the gold model is M_o, so this reads how far each sample's confidence moved from where a
+    model that never saw it (forget) or never lost anything (retain) puts it."""
+    def mean_gap(split: str) -> float:
+        mu = true_class_margins(getattr(u, split), labels[split]).clamp(-MARGIN_CLIP, MARGIN_CLIP)
+        mg = true_class_margins(getattr(gold, split), labels[split]).clamp(-MARGIN_CLIP, MARGIN_CLIP)
+        return (mu - mg).abs().double().mean().item()
+    return 0.5 * (mean_gap("forget") + mean_gap("retain"))
+
+
+def point_score(criterion_name: str, tow: float, activation_distance: float, distance: float) -> float:
+    """A grid point's score under `tuning_criterion`, higher is better: `alignment` ToW × (1 − AD/√2),
+    `margins` 1 / (1 + margin distance)."""
+    if criterion_name == "margins":
+        return 1.0 / (1.0 + distance)
+    return criterion(tow, activation_distance)
 
 
 def criterion(tow: float, activation_distance: float) -> float:
@@ -118,13 +141,16 @@ def tune_method(ctx: context.Context, problem: TwinProblem, method: str, easy: t
         outputs = twin_unlearn(ctx, problem, method, settings[run], easy, read_at, **target_inputs)
         for i in points:
             results[i], read_from[i] = outputs[settings[i].unlearn_epochs], run
-    record: dict[str, Any] = {"grid": grid, "scores": [], "tow": [], "activation_distance": [], "seconds": [],
-                              "read_from": read_from}
+    record: dict[str, Any] = {"grid": grid, "criterion": ctx.params.tuning_criterion, "scores": [], "tow": [],
+                              "activation_distance": [], "margin_distance": [], "seconds": [], "read_from": read_from}
     for outputs, seconds in results:
-        score, metrics = alignment_score(outputs, problem.gold_outputs, problem.labels)
-        record["scores"].append(score)
+        _, metrics = alignment_score(outputs, problem.gold_outputs, problem.labels)
+        distance = margin_distance(outputs, problem.gold_outputs, problem.labels)
+        record["scores"].append(point_score(ctx.params.tuning_criterion, metrics["tow"],
+                                            metrics["activation_distance"], distance))
         record["tow"].append(metrics["tow"])
         record["activation_distance"].append(metrics["activation_distance"])
+        record["margin_distance"].append(distance)
         record["seconds"].append(seconds)
     # A diverged point (NaN outputs) scores NaN and is never chosen over a finite one.
     finite = [s if math.isfinite(s) else -math.inf for s in record["scores"]]
@@ -160,13 +186,12 @@ def tune_methods(ctx: context.Context, original: nn.Module, methods: list[str]) 
         splits, proba, easy_s = twin_easy_splits(ctx, original)
         easy.update(splits)
         shared_s += easy_s
-        variants = {m: target_variant(m, ctx.params.tmu_target) for m in tunable}
-        if any(v != "hard" for v in variants.values()):
-            start = time.perf_counter()
-            # what the variants read in place of the real run's P(easy) on D_f and M_o's margins on D_tf
-            inputs = {"easy_proba": proba, "reference_margins": twin_reference_margins(ctx, twin)}
-            shared_s += time.perf_counter() - start
-            target_inputs = {m: inputs for m, v in variants.items() if v != "hard"}
+        start = time.perf_counter()
+        # what the variants read in place of the real run's P(easy) on D_f and M_o's margins on D_tf
+        # (the soft and margin targets, and the calibrated step)
+        inputs = {"easy_proba": proba, "reference_margins": twin_reference_margins(ctx, twin)}
+        shared_s += time.perf_counter() - start
+        target_inputs = {m: inputs for m in tunable if m in runner.STEP_METHODS}
     problem: list[TwinProblem] = []  # built once, and only when some method's tuning is not cached
 
     def build(method: str) -> tuple[dict, dict]:

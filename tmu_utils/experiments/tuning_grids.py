@@ -11,6 +11,7 @@ from scipy.stats import qmc
 
 from ..core.choices import TUNE_GRID_POINTS, UNLEARNING_METHODS, fixed_knobs_path
 from ..core.params import FIELD_TYPES, Params, ParamsError
+from ..unlearning.tmu_step import STEP_VARIANTS
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ KNOBS: dict[str, dict[str, tuple | Scaled]] = {
     "tmu_soft": _TMU,
     "tmu_margin": _TMU,
     "tmu_hard_only": _TMU,
+    **{name: _TMU for name in STEP_VARIANTS},
     "finetune": {"unlearn_lr": _LR, "unlearn_epochs": (1, 2, 3, 5)},
     "neggrad": {"neggrad_lr": Scaled(tuple(2 ** (k / 2) for k in range(-6, 10)))},
     "neggrad_plus": {"unlearn_lr": _LR, "neggrad_plus_alpha": (0.1, 0.25, 0.5, 1.0)},
@@ -102,6 +104,12 @@ def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
     return [{n: values[n][int(x * len(values[n]))] for n, x in zip(names, u)} for u in sobol[:budget]]
 
 
+def stored_knobs(name: str) -> dict | None:
+    """The knobs of a method by its stored name (runner.artefact_name): a TMU name with a target or step
+    suffix (`tmu_hard_only_distill`) has TMU's; None for a name that is no method with knobs."""
+    return KNOBS.get(name) or (_TMU if name.startswith("tmu_") else None)
+
+
 def _read_table(name: str) -> dict[str, Any]:
     """The fixed-knobs table file `name` as written: method rows and, if any, `tuned_for`."""
     return yaml.safe_load(fixed_knobs_path(name).read_text()) or {}
@@ -117,12 +125,13 @@ def fixed_table(name: str) -> dict[str, dict[str, Any]]:
     table = _read_table(name)
     table.pop("tuned_for", None)  # the data set and architecture it holds for (tuning_mode)
     for method, knobs in table.items():
-        if method not in KNOBS:
+        grid = stored_knobs(method)
+        if grid is None:
             raise ParamsError(f"{path}: '{method}' is not a method with tuning knobs")
-        unknown = set(knobs) - set(KNOBS[method])
+        unknown = set(knobs) - set(grid)
         if unknown:
             raise ParamsError(f"{path}: method '{method}' has no knob(s) {sorted(unknown)}; its knobs are "
-                              f"{sorted(KNOBS[method])}")
+                              f"{sorted(grid)}")
     return table
 
 

@@ -19,6 +19,7 @@ from .random_label import random_label
 from .salun import salun
 from .scrub import scrub
 from .tmu import tmu_unlearn
+from .tmu_step import STEP_VARIANTS, with_step
 from .tmu_targets import tmu_by_target, tmu_hard_only, tmu_margin, tmu_rank_control, tmu_soft
 
 UnlearnMethod = Callable[[UnlearnTask], nn.Module]
@@ -36,6 +37,8 @@ METHODS: dict[str, UnlearnMethod] = {
     "tmu_soft": tmu_soft,
     "tmu_margin": tmu_margin,
     "tmu_hard_only": tmu_hard_only,
+    # tmu's target with a step variant's knobs (tmu_step.py)
+    **{name: (lambda task, name=name: tmu_by_target(with_step(task, name))) for name in STEP_VARIANTS},
     "finetune": finetune,
     "neggrad": neggrad,
     "neggrad_plus": neggrad_plus,

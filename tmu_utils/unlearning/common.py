@@ -74,10 +74,12 @@ def retain_subset(task: UnlearnTask, generator: torch.Generator) -> torch.Tensor
     return torch.randperm(n, generator=generator)[:take].sort().values
 
 
-def unlearn_optimizer(model: nn.Module, params: Params, lr: float | None = None) -> torch.optim.SGD:
-    """SGD with momentum 0.9 and weight decay 5e-4 (docs/method.md) at `unlearn_lr` unless told otherwise."""
-    return torch.optim.SGD(model.parameters(), lr=params.unlearn_lr if lr is None else lr,
-                           momentum=0.9, weight_decay=5e-4)
+def unlearn_optimizer(model: nn.Module, params: Params, lr: float | None = None,
+                      trained: list[nn.Parameter] | None = None) -> torch.optim.SGD:
+    """SGD with momentum 0.9 and weight decay 5e-4 (docs/method.md) at `unlearn_lr` unless told otherwise,
+    over `trained` (every parameter of the model by default)."""
+    return torch.optim.SGD(model.parameters() if trained is None else trained,
+                           lr=params.unlearn_lr if lr is None else lr, momentum=0.9, weight_decay=5e-4)
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:

@@ -13,6 +13,7 @@ from ..core.context import Context, Outputs, model_outputs
 from ..core.params import Params
 from ..core.training import seed_everything
 from . import METHODS, UnlearnTask
+from .tmu_step import STEP_FIELDS, STEP_VARIANTS, step_of, step_suffix
 from .tmu_targets import RANK_CONTROLS, target_variant
 
 
@@ -37,20 +38,20 @@ def unlearn(ctx: Context, method: str, original: nn.Module, easy: torch.Tensor |
 
 # Fields that change how a run is shown or stored, never what it computes. The tuner's fields only
 # choose other fields' values (the knobs), which are themselves in every key.
-TUNER_FIELDS = ("tuning", "tune_budget", "twin_match", "twin_max_epochs")
+TUNER_FIELDS = ("tuning", "tune_budget", "twin_match", "twin_max_epochs", "tuning_criterion")
 PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", "population_dir", "requests_dir",
                        "methods", "mia_max_per_side") + TUNER_FIELDS
 # Fields that reach a method's keys through its stored name (`artefact_name`) instead of the hash.
 # `twin_forget` changes only the twin-based methods, whose keys name it (`unlearned_key`).
-NAMED_FIELDS = ("tmu_target", "twin_forget")
+NAMED_FIELDS = ("tmu_target", "twin_forget") + STEP_FIELDS
 # Fields that reach the keys through the knob values they set (tuning.fixed_context), not themselves.
 RESOLVED_FIELDS = ("fixed_knobs",)
 
 
 def method_key_fields(params: Params) -> list[str]:
     """The fields hashed into a method's unlearned-output and tuning keys: every computed one, but
-    `tmu_target` and `fixed_knobs`, which the name and the knobs cover (so no key written before they
-    existed changed)."""
+    `tmu_target`, the step knobs and `fixed_knobs`, which the name and the knobs cover (so no key
+    written before they existed changed)."""
     skip = PRESENTATION_FIELDS + NAMED_FIELDS + RESOLVED_FIELDS
     return [f for f in params.to_dict() if f not in skip]
 
@@ -58,7 +59,14 @@ def method_key_fields(params: Params) -> list[str]:
 def artefact_name(method: str, params: Params) -> str:
     """The name a method's artefacts are stored under. Methods that compute the same thing share one:
     `tmu` at `tmu_target` hard and `tmu_hard` are `tmu`; `tmu` at any other target is `tmu_<target>`;
-    a ranking control at the hard_only target is `<control>_hard_only`."""
+    a ranking control at the hard_only target is `<control>_hard_only`. A TMU method whose step is not
+    the reference adds its step's suffix (`tmu_hard_only_distill`), so a step variant and `tmu` at the
+    same step knobs share one name too."""
+    name = _base_name("tmu" if method in STEP_VARIANTS else method, params)
+    return name + step_suffix(step_of(method, params)) if method in STEP_METHODS else name
+
+
+def _base_name(method: str, params: Params) -> str:
     variant = target_variant(method, params.tmu_target)
     if method in ("tmu", "tmu_hard"):
         return "tmu" if variant == "hard" else f"tmu_{variant}"
@@ -91,7 +99,9 @@ def unlearned_outputs(ctx: Context, method: str, original: nn.Module, easy: torc
 
 
 # The TMU variants that depend on the twin problem's output, so pay its one-off cost.
-TWIN_METHODS = ("tmu", "tmu_random_rank", "tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only")
+TWIN_METHODS = ("tmu", "tmu_random_rank", "tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only") + tuple(STEP_VARIANTS)
+# The methods that run TMU's fine-tune, so read the step knobs.
+STEP_METHODS = TWIN_METHODS + ("tmu_oracle", "tmu_all_hard")
 
 
 def random_rank(ctx: Context, easy: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,9 @@ where it would be wrong.
 
 The three registered variants differ only in the easy/hard split they are handed:
 `tmu` the predictor's, `tmu_oracle` the gold model's (an upper bound), `tmu_all_hard` none easy
-(the conventional "destroy everything" behaviour). `tmu_targets.py` holds the other targets.
+(the conventional "destroy everything" behaviour). `tmu_targets.py` holds the other targets, and
+`tmu_step.py` the step knobs `fine_tune` and `tmu_unlearn` read (retain distillation, restricted
+parameters, easy-sample calibration).
 """
 from __future__ import annotations
 
@@ -15,10 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.training import true_class_margins
 from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, original_logits,
                      random_wrong_labels, retain_subset, runner_up_labels, start_model, unlearn_optimizer)
+from .tmu_step import calibration_targets, distillation_losses, restrict
 
-RETAIN, EASY, HARD = 0, 1, 2
+# CALIBRATED: predicted-easy rows with a margin target (tmu_calibrate), seen without input noise
+RETAIN, EASY, HARD, CALIBRATED = 0, 1, 2, 3
 # (logits of a batch, the batch's pool rows, their sources) -> the loss of each row
 RowLosses = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -33,11 +38,20 @@ def hard_targets(task: UnlearnTask, hard: torch.Tensor, generator: torch.Generat
 
 def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torch.Tensor, row_losses: RowLosses,
               generator: torch.Generator) -> nn.Module:
-    """`unlearn_epochs` of SGD over the pool `x` (uint8 images, each row tagged RETAIN, EASY or HARD by
-    `source`), minimising the mean of `row_losses`; EASY rows are seen with Gaussian input noise."""
+    """`unlearn_epochs` of SGD over the pool `x` (uint8 images, each row tagged RETAIN, EASY, HARD or
+    CALIBRATED by `source`), minimising the mean of `row_losses`; EASY rows are seen with Gaussian input
+    noise. With `tmu_retain_loss: distill` the RETAIN rows' loss is their KL to M_o instead; with a
+    restricted `tmu_update` only that part of the model is trained (tmu_step.py)."""
     p, device = task.params, task.device
+    teacher = None
+    if p.tmu_retain_loss == "distill":
+        retain_rows = (source == RETAIN).nonzero().flatten()
+        teacher = torch.zeros(len(x), task.num_classes)
+        teacher[retain_rows] = original_logits(task, x[retain_rows])  # M_o sees no noise: computed once
     x, source = on_device(task, x, source)
-    opt = unlearn_optimizer(model, p)
+    if teacher is not None:
+        (teacher,) = on_device(task, teacher)
+    opt = unlearn_optimizer(model, p, trained=restrict(model, p.tmu_update))
     # noise only where there are EASY rows to draw it for (hard_only's pool has none): the draws come
     # from a generator of their own, so skipping them changes nothing else
     noisy = p.noise_std > 0 and bool((source == EASY).any())
@@ -50,39 +64,63 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
                 # confidence a membership-inference attack would read (docs/method.md).
                 noise = torch.randn(xb.shape, generator=noise_gen, device=device) * p.noise_std
                 xb = torch.where((sb == EASY)[:, None, None, None], (xb + noise).clamp(0, 1), xb)
-            loss = row_losses(model(xb), idx, sb).mean()
+            logits = model(xb)
+            losses = row_losses(logits, idx, sb)
+            if teacher is not None:
+                kl = distillation_losses(logits, teacher[idx.to(teacher.device)].to(device))
+                losses = torch.where(sb == RETAIN, kl, losses)
+            loss = losses.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    for param in model.parameters():  # a restricted step froze the rest only while it ran
+        param.requires_grad_(True)
     return model.eval()
 
 
 def tmu_unlearn(task: UnlearnTask, train_easy: bool = True) -> nn.Module:
     """Fine-tune a copy of M_o towards the gold model's behaviour on D_f, given `task.easy`; without
-    `train_easy` the predicted-easy samples stay out of the pool (the `hard_only` target)."""
+    `train_easy` the predicted-easy samples stay out of the pool (the `hard_only` target), unless
+    `tmu_calibrate` puts them in with a margin target (then `hard_repeat` times, as the hard ones)."""
     if task.easy is None:
         raise ValueError("TMU needs task.easy: the predicted generalization label of each forget sample")
     p = task.params
     gen = method_generator(task, salt=1)
     model = start_model(task)
     retain = retain_subset(task, gen)
-    easy = task.easy.nonzero().flatten() if train_easy else torch.zeros(0, dtype=torch.long)
+    calibrate = p.tmu_calibrate and bool(task.easy.any())
+    easy = task.easy.nonzero().flatten() if train_easy or calibrate else torch.zeros(0, dtype=torch.long)
+    easy_reps = p.hard_repeat if calibrate else 1
     hard = (~task.easy).nonzero().flatten()
     wrong = hard_targets(task, hard, gen)
 
     # One pool of (source, index, target) rows; hard rows repeat `hard_repeat` times because a few
     # hundred of them diluted among thousands of retain samples are never flipped.
-    x = torch.cat([task.retain_x[retain], task.forget_x[easy], task.forget_x[hard].repeat(p.hard_repeat, 1, 1, 1)])
-    source = torch.cat([torch.full((len(retain),), RETAIN), torch.full((len(easy),), EASY),
+    x = torch.cat([task.retain_x[retain], task.forget_x[easy].repeat(easy_reps, 1, 1, 1),
+                   task.forget_x[hard].repeat(p.hard_repeat, 1, 1, 1)])
+    source = torch.cat([torch.full((len(retain),), RETAIN), torch.full((len(easy) * easy_reps,),
+                                                                        CALIBRATED if calibrate else EASY),
                         torch.full((len(hard) * p.hard_repeat,), HARD)])
-    true_y = torch.cat([task.retain_y[retain], task.forget_y[easy], task.forget_y[hard].repeat(p.hard_repeat)])
+    true_y = torch.cat([task.retain_y[retain], task.forget_y[easy].repeat(easy_reps),
+                        task.forget_y[hard].repeat(p.hard_repeat)])
     target = true_y.clone()
     if p.hard_loss == "random_label":
         target[source == HARD] = wrong.repeat(p.hard_repeat)
-    (target,) = on_device(task, target)
+    wanted = torch.zeros(len(x))  # the margin each CALIBRATED row is pulled to
+    if calibrate:
+        own = true_class_margins(original_logits(task, task.forget_x[easy]), task.forget_y[easy])
+        wanted[source == CALIBRATED] = calibration_targets(own, task.reference_margins).repeat(easy_reps)
+    target, wanted = on_device(task, target, wanted)
 
     def row_losses(logits: torch.Tensor, idx: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
-        losses = F.cross_entropy(logits, target[idx].to(task.device), reduction="none")
-        return torch.where(sb == HARD, -losses, losses) if p.hard_loss == "ascent" else losses
+        yb = target[idx.to(target.device)].to(task.device)
+        losses = F.cross_entropy(logits, yb, reduction="none")
+        if p.hard_loss == "ascent":
+            losses = torch.where(sb == HARD, -losses, losses)
+        if calibrate:
+            margin_loss = F.smooth_l1_loss(true_class_margins(logits, yb),
+                                           wanted[idx.to(wanted.device)].to(task.device), reduction="none")
+            losses = torch.where(sb == CALIBRATED, margin_loss, losses)
+        return losses
 
     return fine_tune(task, model, x, source, row_losses, gen)

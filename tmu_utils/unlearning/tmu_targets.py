@@ -24,6 +24,7 @@ from ..core.training import true_class_margins
 from .common import (UnlearnTask, method_generator, on_device, original_logits, retain_subset, runner_up_labels,
                      start_model)
 from .tmu import EASY, HARD, RETAIN, fine_tune, tmu_unlearn
+from .tmu_step import quantile_targets
 
 VARIANT_OF = {"tmu_hard": "hard", "tmu_soft": "soft", "tmu_margin": "margin",
               "tmu_hard_only": "hard_only"}  # methods that force one
@@ -90,12 +91,7 @@ def tmu_soft(task: UnlearnTask) -> nn.Module:
 def margin_targets(easy_proba: torch.Tensor, reference_margins: torch.Tensor) -> torch.Tensor:
     """Quantile matching: the forget sample ranked k-th of n by P(easy) (ascending) gets the reference
     margin at quantile (k + ½)/n, so the highest P(easy) gets the highest reference margin."""
-    n = len(easy_proba)
-    order = torch.argsort(easy_proba, stable=True)
-    quantiles = (torch.arange(n, dtype=torch.float64) + 0.5) / n
-    targets = torch.empty(n, dtype=torch.float64)
-    targets[order] = torch.quantile(reference_margins.double(), quantiles)
-    return targets.float()
+    return quantile_targets(easy_proba, reference_margins)
 
 
 def tmu_margin(task: UnlearnTask) -> nn.Module:

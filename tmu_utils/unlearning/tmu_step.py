@@ -1,0 +1,137 @@
+"""How TMU's fine-tune moves the model (docs/method.md, "Step variants"), apart from what it moves D_f
+towards (the target, tmu_targets.py). The reference step re-fits a retain replay with cross-entropy
+on labels and updates every weight; in the 16-replica population that alone (plain `finetune`) is
+easier to tell from retraining than doing nothing. Three knobs change only what must change:
+- `tmu_retain_loss: distill`: the retain rows are held to M_o's own softmax (KL, as SCRUB's
+  min-step) instead of being re-fitted to their labels, so their margins are not sharpened;
+- `tmu_update`: `head`, `last_block` (the last parameterised block of the body plus the head) or
+  `bn` (BatchNorm's affine parameters) are the only weights updated; every other parameter and every
+  BatchNorm statistic stays bit for bit as M_o has it;
+- `tmu_calibrate`: the predicted-easy forget samples join the pool with a margin target: M_o's
+  margins on the twin forget samples it classifies correctly (samples it never saw), quantile for
+  quantile in the order of M_o's own margins on them. They stay right, at the confidence of an unseen
+  sample instead of a memorised one. No gold model is involved: on the twin problem M_o is the gold.
+The variant methods `tmu_<variant>` force their knobs on top of the reference step (STEP_VARIANTS).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import UnlearnTask
+
+REFERENCE_STEP = {"tmu_retain_loss": "ce", "tmu_update": "all", "tmu_calibrate": False}
+STEP_FIELDS = tuple(REFERENCE_STEP)
+# variant method -> the step knobs it forces (the others at REFERENCE_STEP)
+STEP_VARIANTS: dict[str, dict] = {
+    "tmu_distill": {"tmu_retain_loss": "distill"},
+    "tmu_head": {"tmu_update": "head"},
+    "tmu_last_block": {"tmu_update": "last_block"},
+    "tmu_bn": {"tmu_update": "bn"},
+    "tmu_calibrated": {"tmu_calibrate": True},
+    "tmu_distill_calibrated": {"tmu_retain_loss": "distill", "tmu_calibrate": True},
+    "tmu_distill_last_block": {"tmu_retain_loss": "distill", "tmu_update": "last_block"},
+}
+
+
+def step_of(method: str, params) -> dict:
+    """The step knobs `method` runs with: a variant's forced ones, else the params' own."""
+    if method in STEP_VARIANTS:
+        return {**REFERENCE_STEP, **STEP_VARIANTS[method]}
+    return {f: getattr(params, f) for f in STEP_FIELDS}
+
+
+def step_suffix(step: dict) -> str:
+    """The part of a stored name that says how a step differs from the reference ('' for the reference)."""
+    parts = []
+    if step["tmu_retain_loss"] != "ce":
+        parts.append(step["tmu_retain_loss"])
+    if step["tmu_update"] != "all":
+        parts.append(step["tmu_update"])
+    if step["tmu_calibrate"]:
+        parts.append("calibrated")
+    return "".join(f"_{p}" for p in parts)
+
+
+def with_step(task: UnlearnTask, method: str) -> UnlearnTask:
+    """`task` with the step knobs of the variant `method` in its params."""
+    return dataclasses.replace(task, params=dataclasses.replace(task.params, **step_of(method, task.params)))
+
+
+def _parameterised_children(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.children() if any(True for _ in m.parameters())]
+
+
+def step_parameters(model: nn.Module, update: str) -> list[nn.Parameter]:
+    """The parameters the step updates under `tmu_update` (ValueError where the model has none such)."""
+    if update == "all":
+        return list(model.parameters())
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    head = getattr(model, "head", None) if isinstance(getattr(model, "head", None), nn.Module) else (
+        linears[-1] if linears else None)
+    if update == "head":
+        if head is None:
+            raise ValueError("tmu_update head: the model has no `head` and no nn.Linear layer")
+        return list(head.parameters())
+    if update == "last_block":
+        body = getattr(model, "body", None)
+        blocks = _parameterised_children(body) if isinstance(body, nn.Module) else [
+            m for m in model.modules() if not list(m.children()) and any(True for _ in m.parameters(recurse=False))
+            and m is not head]
+        if head is None or not blocks:
+            raise ValueError("tmu_update last_block: the model has no head with a parameterised block before it")
+        return list(blocks[-1].parameters()) + list(head.parameters())
+    if update == "bn":
+        affine = [p for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
+                  for p in m.parameters(recurse=False)]
+        if not affine:
+            raise ValueError("tmu_update bn: the model has no BatchNorm layer with affine parameters "
+                             "(small_cnn and mlp have none; resnet18 has)")
+        return affine
+    raise ValueError(f"tmu_update must be one of all, head, last_block, bn; got {update!r}")
+
+
+def restrict(model: nn.Module, update: str) -> list[nn.Parameter]:
+    """Freeze everything the step must not change; return what it trains. A restricted step also keeps
+    every BatchNorm layer in eval mode, so its running statistics stay M_o's."""
+    trained = step_parameters(model, update)
+    if update != "all":
+        chosen = {id(p) for p in trained}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in chosen)
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    return trained
+
+
+def distillation_losses(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Per row KL(softmax(teacher) ‖ softmax(student)) at temperature 1."""
+    teacher = F.log_softmax(teacher_logits, dim=1)
+    return (teacher.exp() * (teacher - F.log_softmax(logits, dim=1))).sum(1)
+
+
+def quantile_targets(order_by: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Quantile matching: the sample ranked k-th of n by `order_by` (ascending) gets the reference value
+    at quantile (k + ½)/n, so the largest `order_by` gets the largest reference value."""
+    n = len(order_by)
+    order = torch.argsort(order_by, stable=True)
+    quantiles = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    targets = torch.empty(n, dtype=torch.float64)
+    targets[order] = torch.quantile(reference.double(), quantiles)
+    return targets.float()
+
+
+def calibration_targets(original_margins: torch.Tensor, reference_margins: torch.Tensor | None) -> torch.Tensor:
+    """The margin each predicted-easy forget sample is pulled to: the reference's correctly classified
+    (positive-margin) part, in the order of M_o's own margins on the samples."""
+    if reference_margins is None:
+        raise ValueError("tmu_calibrate needs task.reference_margins: M_o's margins on the twin forget set")
+    correct = reference_margins[reference_margins > 0]
+    if len(correct) == 0:
+        raise ValueError("tmu_calibrate: M_o classifies no twin forget sample correctly, so there is no "
+                         "confidence of an unseen correct sample to calibrate to")
+    return quantile_targets(original_margins, correct)
