@@ -34,6 +34,7 @@ from IPython.display import Markdown, display
 from tmu_utils.core.params import params_from_namespace
 from tmu_utils.experiments import runs
 from tmu_utils.reporting import plots, tables
+from tmu_utils.unlearning.tmu_step import STEP_VARIANTS
 
 # %% tags=["parameters"]
 population_dir = ""  # empty: benchmarks/results/population_twin, the committed benchmark with every method twin-tuned
@@ -203,9 +204,10 @@ if "tmu" in methods:
                      f"to TMU is what the predictor's ranking buys.")
     if "tmu_oracle" in methods:
         lines.append(f"- With the gold labels (tmu_oracle): U-LiRA {100 * ulira['tmu_oracle']:.1f} %.")
-    for variant in ("tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only"):
+    for variant in ("tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only", *STEP_VARIANTS):
         if variant in methods:
-            lines.append(f"- Target variant {variant}: U-LiRA {100 * ulira[variant]:.1f} %, KLoM p95 "
+            kind = "Step" if variant in STEP_VARIANTS else "Target"
+            lines.append(f"- {kind} variant {variant}: U-LiRA {100 * ulira[variant]:.1f} %, KLoM p95 "
                          f"{klom_p95[variant]:.3f}, Δ forget {100 * methods[variant]['delta_forget']['mean']:.2f} pp "
                          f"(tmu: {100 * tmu['delta_forget']['mean']:.2f} pp).")
     tmu_margins = samples["margins/tmu"].astype(float)
@@ -221,6 +223,11 @@ if "tmu" in methods:
         lines.append(f"- The challenge's forgetting quality F on D_f: TMU {tmu['forgetting']['F']:.3f}, doing nothing "
                      f"{methods['original']['forgetting']['F']:.3f}, the floor {floor['forgetting']['F']:.3f}; "
                      f"baselines above TMU: {', '.join(better) or 'none'}.")
+    step_rule = runs.REPO_ROOT / "benchmarks" / "results" / "step_choice" / "demo.json"
+    if step_rule.is_file():  # the gold-free choice of the default step, made before this population ran
+        decision = json.loads(step_rule.read_text())["decision"]
+        lines.append(f"- The default step is `{decision['step']}`'s (tuning criterion `{decision['criterion']}`), "
+                     f"chosen on the twin problem at seeds no table reports (benchmarks/results/step_choice/RULE.md).")
     gap = ulira["tmu"] - floor["ulira"]["balanced_accuracy"]
     lines.append(f"- The goal, U-LiRA within 5 pp of the floor, is {'met' if gap <= 0.05 else 'not met'}: "
                  f"TMU is {100 * gap:.1f} pp above it.")

@@ -198,3 +198,55 @@ def test_step_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
                                   easy_proba=pred.proba, reference_margins=pred.reference_margins)
         assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
     assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))
+
+
+def test_choose_step_on_one_smoke_seed_follows_its_rule_and_trains_no_gold_model(benchmark_script, tmp_path,
+                                                                                monkeypatch):
+    import json
+
+    script = benchmark_script("choose_step")
+    monkeypatch.setattr(context, "gold_model", lambda *args, **kwargs: pytest.fail("choose_step built a gold model"))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "tune_budget=2",
+                        "--set", f"cache_dir={cache}", "--set", "tmu_update=head"]) == 0
+    written = json.loads((out / "smoke.json").read_text())
+    seed = written["seeds"]["100"]
+    assert list(seed) == [m for m in script.CANDIDATES if m != "tmu_bn"]  # small_cnn has no BatchNorm
+    decision = written["decision"]
+    assert decision == script.decide({100: seed})  # the decision is the rule applied to the numbers written
+    assert decision["reference_tow"] == seed["tmu"]["alignment"]["tow"]
+    # `tmu` was the reference step although the command line asked for the head-only one
+    tuned = {p.name.split("-")[0] for p in (cache / "tuning").glob("*.pt")}
+    assert "tmu_hard_only" in tuned and "tmu_hard_only_head" in tuned
+    assert not any((cache / kind).exists() for kind in ("gold0", "gold1"))
+
+
+def synthetic(distance: dict[str, float], tow: dict[str, float], alignment_tow: float = 0.95) -> dict:
+    """One seed of choose_step's numbers: each candidate's margins-chosen distance and ToW."""
+    def point(t, d):
+        return {"chosen": {"unlearn_lr": 0.005, "hard_repeat": 2}, "tow": t, "activation_distance": 0.1,
+                "margin_distance": d}
+    return {m: {"alignment": point(alignment_tow, 9.0), "margins": point(tow[m], distance[m])} for m in distance}
+
+
+def test_choose_step_rule_eligibility_ties_and_criterion(benchmark_script):
+    script = benchmark_script("choose_step")
+    names = ["tmu", "tmu_distill", "tmu_head", "tmu_last_block"]
+    # the closest step gave up too much ToW: not eligible; the next closest wins
+    d = {"tmu": 1.0, "tmu_distill": 0.5, "tmu_head": 0.8, "tmu_last_block": 0.9}
+    t = {"tmu": 0.95, "tmu_distill": 0.90, "tmu_head": 0.945, "tmu_last_block": 0.95}
+    decision = script.decide({100: synthetic(d, t)})
+    assert decision["step"] == "tmu_head" and "tmu_distill" not in decision["eligible"]
+    assert decision["criterion"] == "margins"  # 0.945 is within 0.01 of the alignment choice's 0.95
+    # a tie within 2 % goes to the simpler step
+    d2 = {"tmu": 0.50, "tmu_distill": 0.495, "tmu_head": 0.8, "tmu_last_block": 0.9}
+    t2 = dict.fromkeys(names, 0.95)
+    assert script.decide({100: synthetic(d2, t2)})["step"] == "tmu"
+    # the criterion stays alignment where the margins choice loses ToW for the winning step
+    seed = synthetic(d, t)
+    seed["tmu_head"]["alignment"]["tow"] = 0.96  # its alignment choice keeps more ToW than its margins one
+    assert script.decide({100: seed})["step"] == "tmu_head"
+    assert script.decide({100: seed})["criterion"] == "alignment"
+    # nobody eligible: the reference step and alignment
+    none = script.decide({100: synthetic(d, dict.fromkeys(names, 0.5))})
+    assert (none["step"], none["criterion"]) == ("tmu", "alignment")

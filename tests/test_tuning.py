@@ -96,7 +96,8 @@ def test_tuning_and_unlearning_never_touch_the_gold_model(tmp_path, monkeypatch)
     ctx = smoke_context(tmp_path, "tune_budget=2")
     original, _ = context.original_model(ctx)
     pred, _ = generalization.tmu_predict_easy(ctx, original)
-    tunable = [m for m in UNLEARNING_METHODS if m in tuning_grids.KNOBS]
+    # tmu_bn raises on small_cnn, which has no BatchNorm (test_tmu_step.py)
+    tunable = [m for m in UNLEARNING_METHODS if m in tuning_grids.KNOBS and m != "tmu_bn"]
     records, _ = tuning.tune_methods(ctx, original, tunable)
     assert list(records) == tunable and all(len(r["grid"]) == 2 for r in records.values())
     for method in ("tmu", "finetune", "scrub"):  # the real unlearning, with the chosen knobs

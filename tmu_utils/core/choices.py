@@ -12,7 +12,7 @@ UNLEARNING_METHODS = (
     "original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_hard", "tmu_soft",
     "tmu_margin", "tmu_hard_only",
     # the step variants (unlearning/tmu_step.py): tmu's target with one step knob (or two) forced
-    "tmu_distill", "tmu_head", "tmu_last_block", "tmu_bn", "tmu_calibrated", "tmu_distill_calibrated",
+    "tmu_reference", "tmu_distill", "tmu_head", "tmu_last_block", "tmu_bn", "tmu_calibrated", "tmu_distill_calibrated",
     "tmu_distill_last_block",
     "finetune", "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse",
 )
@@ -21,7 +21,8 @@ UNLEARNING_METHODS = (
 # variants the twin criterion ranked below it, are compared in the population benchmark (docs/method.md).
 # The step variants are compared there too, not in every run.
 DEFAULT_METHODS = tuple(m for m in UNLEARNING_METHODS if m not in ("tmu_soft", "tmu_margin", "tmu_hard_only")
-                        and not m.startswith(("tmu_distill", "tmu_head", "tmu_last_block", "tmu_bn", "tmu_calibrated")))
+                        and not m.startswith(("tmu_reference", "tmu_distill", "tmu_head", "tmu_last_block", "tmu_bn",
+                                               "tmu_calibrated")))
 FIXED_KNOBS_DIR = Path(__file__).resolve().parent.parent / "fixed_knobs"  # the tables `fixed_knobs` names
 
 

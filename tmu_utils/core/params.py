@@ -92,9 +92,11 @@ class Params:
     tmu_target: str = "hard_only"  # hard | soft | margin | hard_only: what tmu fine-tunes D_f towards
     hard_repeat: int = 4  # times each hard sample appears per epoch: its weight in the objective
     noise_std: float = 0.05  # std of Gaussian input noise on easy forget samples (0 disables)
-    # TMU's step (docs/method.md, "Step variants"; unlearning/tmu_step.py): how the fine-tune moves the model
-    tmu_retain_loss: str = "ce"  # ce | distill: retain rows fitted to their labels, or held to M_o's softmax
-    tmu_update: str = "all"  # all | head | last_block | bn: the only parameters the step updates
+    # TMU's step (docs/method.md, "Step variants"; unlearning/tmu_step.py): how the fine-tune moves the model.
+    # distill + last_block: the twin problem's choice at seeds never reported, by a rule written before
+    # any population ran (benchmarks/results/step_choice/); the reference step is ce + all
+    tmu_retain_loss: str = "distill"  # ce | distill: retain rows fitted to their labels, or held to M_o's softmax
+    tmu_update: str = "last_block"  # all | head | last_block | bn: the only parameters the step updates
     tmu_calibrate: bool = False  # pull predicted-easy samples to M_o's margins on correct twin forget samples
     # --- baselines (docs/method.md: unlearning); each field is prefixed with its method ---
     neggrad_lr: float = 1.5e-4  # ascent learning rate of neggrad
@@ -114,7 +116,8 @@ class Params:
     tune_budget: int = 6  # grid points every method gets when tuning on the twin problem (1 to 16)
     # alignment: ToW x (1 - AD/sqrt 2); margins: per sample, how far the unlearned twin's margins are from
     # M_o's on D_tf and on members (docs/tuning.md)
-    tuning_criterion: str = "alignment"  # alignment | margins: the score every grid point gets on the twin problem
+    # margins: the same rule's choice (its choice kept the twin ToW of the alignment criterion's)
+    tuning_criterion: str = "margins"  # alignment | margins: the score every grid point gets on the twin problem
     fixed_knobs: str = "default"  # none | a table of tmu_utils/fixed_knobs/: each method's own knobs at tuning fixed
     # --- evaluation (docs/method.md: single-run metrics) ---
     mia_max_per_side: int = 5000  # samples per side for the membership-inference attack

@@ -11,7 +11,9 @@ easier to tell from retraining than doing nothing. Three knobs change only what 
   margins on the twin forget samples it classifies correctly (samples it never saw), quantile for
   quantile in the order of M_o's own margins on them. They stay right, at the confidence of an unseen
   sample instead of a memorised one. No gold model is involved: on the twin problem M_o is the gold.
-The variant methods `tmu_<variant>` force their knobs on top of the reference step (STEP_VARIANTS).
+The variant methods `tmu_<variant>` force their knobs on top of the reference step (STEP_VARIANTS);
+`tmu_reference` is the reference step itself. The default step (params) is the twin problem's choice
+by a rule fixed before any population ran (benchmarks/results/step_choice/).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ REFERENCE_STEP = {"tmu_retain_loss": "ce", "tmu_update": "all", "tmu_calibrate":
 STEP_FIELDS = tuple(REFERENCE_STEP)
 # variant method -> the step knobs it forces (the others at REFERENCE_STEP)
 STEP_VARIANTS: dict[str, dict] = {
+    "tmu_reference": {},  # the step before the variants: what `tmu` computed until the default moved
     "tmu_distill": {"tmu_retain_loss": "distill"},
     "tmu_head": {"tmu_update": "head"},
     "tmu_last_block": {"tmu_update": "last_block"},
