@@ -47,9 +47,9 @@ def tune_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict]:
 
 def medians(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     """Per method and knob, the lower median of the values chosen across seeds."""
-    methods = next(iter(per_seed.values()))
+    first = next(iter(per_seed.values()))  # stored names (tmu_hard_only_distill_last_block): their own knobs
     return {m: {knob: statistics.median_low(per_seed[s][m]["chosen"][knob] for s in per_seed)
-                for knob in tuning_grids.KNOBS[m]} for m in methods}
+                for knob in record["chosen"]} for m, record in first.items()}
 
 
 def markdown(name: str, per_seed: dict[int, dict[str, dict]], chosen: dict[str, dict], before: dict[str, dict],

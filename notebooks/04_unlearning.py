@@ -38,6 +38,7 @@ from tmu_utils.reporting import plots, tables
 from tmu_utils.unlearning import UnlearnTask
 from tmu_utils.unlearning.common import retain_subset
 from tmu_utils.unlearning.tmu import hard_targets, tmu_unlearn
+from tmu_utils.unlearning.tmu_step import step_parameters
 
 # %% tags=["parameters"]
 # The run starts from params_file (relative: to the repository); the names below are the knobs this
@@ -52,6 +53,8 @@ retain_fraction = 0.3
 hard_label = "runner_up"
 noise_std = 0.05
 tmu_target = "hard_only"
+tmu_retain_loss = "distill"
+tmu_update = "last_block"
 fixed_knobs = "default"
 
 # %%
@@ -122,6 +125,13 @@ print(", ".join(f"{key} {seconds:.1f} s" for key, seconds in tmu_timing.items())
 #   notebook 07 can tell apart. The twin criterion chose `hard_only` without the gold model
 #   (docs/method.md, "Target variants").
 #
+# How the fine-tune moves the model is the **step** (docs/method.md, "Step variants"). At the
+# default the retain rows are held to `M_o`'s own softmax (`tmu_retain_loss = "distill"`, a KL term)
+# instead of being re-fitted to their labels, and only the last block of the body and the head are
+# updated (`tmu_update = "last_block"`): every other weight stays as in `M_o`. The per-sample twin
+# criterion chose that step, gold-free, before any population judged it
+# (benchmarks/results/step_choice/); `tmu_reference` is the step before (cross-entropy, every weight).
+#
 # TMU runs at its own row of the fixed-knobs table; `method_context` hands it those knobs.
 
 # %%
@@ -134,11 +144,14 @@ task = UnlearnTask(refs.original, rx, ry, fx, fy, ctx.dataset.num_classes, tmu_p
                    seed=ctx.seeds["unlearning"])
 hard = (~task.easy).nonzero().flatten()
 train_easy = params.tmu_target != "hard_only"  # the hard flip trains on the easy samples too
-pool = {"retain (true labels)": retain_subset(task, torch.Generator().manual_seed(0)).numel(),
+pool = {("retain (M_o's softmax)" if tmu_params.tmu_retain_loss == "distill" else "retain (true labels)"): retain_subset(task, torch.Generator().manual_seed(0)).numel(),
         ("predicted easy (true labels, noisy)" if train_easy else "predicted easy (left out)"):
             int(task.easy.sum()) if train_easy else 0,
         f"predicted hard (new labels) × {tmu_params.hard_repeat}": len(hard) * tmu_params.hard_repeat}
 display(Markdown(tables.markdown_table(["pool rows", "count"], [[kind, n] for kind, n in pool.items()])))
+trained = sum(p.numel() for p in step_parameters(refs.original, tmu_params.tmu_update))
+print(f"the step updates {trained:,} of {sum(p.numel() for p in refs.original.parameters()):,} parameters "
+      f"(tmu_update {tmu_params.tmu_update})")
 
 # %%
 new_labels = hard_targets(task, hard, torch.Generator().manual_seed(0))  # runner-up: M_o's second choice

@@ -228,9 +228,18 @@ if "tmu" in methods:
         decision = json.loads(step_rule.read_text())["decision"]
         lines.append(f"- The default step is `{decision['step']}`'s (tuning criterion `{decision['criterion']}`), "
                      f"chosen on the twin problem at seeds no table reports (benchmarks/results/step_choice/RULE.md).")
+    for method, why in population.get("not_applicable", {}).items():
+        lines.append(f"- Not run here: {method} ({why}).")
+    delta, floor_delta = tmu["delta_forget"]["mean"], floor["delta_forget"]["mean"]
+    first = ulira["tmu"] < ulira["original"] and delta <= floor_delta + 0.01
+    lines.append(f"- The first milestone, U-LiRA below doing nothing's with Δ forget within the floor's + 1 pp, is "
+                 f"{'met' if first else 'not met'}: U-LiRA {100 * ulira['tmu']:.1f} % against "
+                 f"{100 * ulira['original']:.1f} %, Δ {100 * delta:.2f} pp against the floor's {100 * floor_delta:.2f} pp.")
     gap = ulira["tmu"] - floor["ulira"]["balanced_accuracy"]
-    lines.append(f"- The goal, U-LiRA within 5 pp of the floor, is {'met' if gap <= 0.05 else 'not met'}: "
-                 f"TMU is {100 * gap:.1f} pp above it.")
+    below_all = all(ulira["tmu"] < ulira[m] for m in baselines)
+    lines.append(f"- The goal, U-LiRA within 5 pp of the floor and below every baseline's, is "
+                 f"{'met' if gap <= 0.05 and below_all else 'not met'}: TMU is {100 * gap:.1f} pp above the floor "
+                 f"and {'below' if below_all else 'not below'} every baseline.")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]

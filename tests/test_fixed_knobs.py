@@ -11,11 +11,13 @@ from tmu_utils.core.params import ParamsError, load_params, make_params
 from tmu_utils.experiments import tuning, tuning_grids
 from tmu_utils.experiments.tuning_grids import tuning_mode
 from tmu_utils.unlearning import runner
+from tmu_utils.unlearning.tmu_step import REFERENCE_STEP
 from tmu_utils.unlearning.tmu_targets import target_variant
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 SMOKE = PARAMS_DIR / "smoke.yaml"
 DEFAULT = PARAMS_DIR / "default.yaml"
+REFERENCE = [f"{k}={str(v).lower()}" for k, v in REFERENCE_STEP.items()]  # the step these rows are for
 TABLE = {"tmu_hard_only": {"unlearn_lr": 0.002, "hard_repeat": 2}, "tmu": {"unlearn_lr": 0.01, "hard_repeat": 8},
          "finetune": {"unlearn_lr": 0.02, "unlearn_epochs": 1}}
 
@@ -35,7 +37,7 @@ def smoke_context(tmp_path, *overrides):
 
 
 def test_each_method_runs_at_its_own_row_and_others_at_the_shared_fields(table):
-    ctx = smoke_context(table, "fixed_knobs=test")  # tmu_target hard_only: `tmu` is stored as tmu_hard_only
+    ctx = smoke_context(table, "fixed_knobs=test", *REFERENCE)  # hard_only target: `tmu` is stored as tmu_hard_only
     knobs = {m: tuning.fixed_context(ctx, m).params for m in ("tmu", "tmu_hard", "tmu_random_rank", "tmu_oracle",
                                                                "tmu_all_hard", "finetune", "scrub")}
     assert (knobs["tmu"].unlearn_lr, knobs["tmu"].hard_repeat) == (0.002, 2)
@@ -44,8 +46,13 @@ def test_each_method_runs_at_its_own_row_and_others_at_the_shared_fields(table):
         assert (knobs[control].unlearn_lr, knobs[control].hard_repeat) == (0.002, 2), control
     assert (knobs["finetune"].unlearn_lr, knobs["finetune"].unlearn_epochs) == (0.02, 1)
     assert knobs["scrub"] == ctx.params  # not in the table: the shared fields as they are
-    at_hard = smoke_context(table, "fixed_knobs=test", "tmu_target=hard")
+    at_hard = smoke_context(table, "fixed_knobs=test", "tmu_target=hard", *REFERENCE)
     assert tuning.fixed_context(at_hard, "tmu").params.hard_repeat == 8  # now `tmu` is the hard flip
+    # at the default step (distill, last_block) `tmu` is another stored name: no row of this table is its row
+    at_default_step = smoke_context(table, "fixed_knobs=test")
+    assert tuning.fixed_context(at_default_step, "tmu").params == at_default_step.params
+    # while the variant forcing the reference step still reads the reference's row
+    assert tuning.fixed_context(at_default_step, "tmu_reference").params.hard_repeat == 2
 
 
 def test_none_and_twin_tuning_ignore_the_table(table):
@@ -76,7 +83,8 @@ def test_a_bad_table_or_name_is_a_clear_error(table):
 
 
 def test_stored_names_share_what_computes_the_same():
-    hard_only, hard = make_params(), make_params({"tmu_target": "hard"})
+    reference = dict(REFERENCE_STEP)
+    hard_only, hard = make_params(reference), make_params({"tmu_target": "hard", **reference})
     assert hard_only.tmu_target == "hard_only"
     assert [runner.artefact_name(m, hard_only) for m in ("tmu", "tmu_hard", "tmu_random_rank", "tmu_oracle",
                                                            "tmu_all_hard", "tmu_hard_only")] == [
@@ -85,6 +93,12 @@ def test_stored_names_share_what_computes_the_same():
         "tmu", "tmu", "tmu_random_rank"]
     # the ranking controls take tmu's split-based target only
     assert target_variant("tmu_random_rank", "soft") == "hard" and target_variant("tmu_oracle", "hard_only") == "hard_only"
+    # a step other than the reference adds its suffix to every TMU method's name, and only to theirs
+    default = make_params()
+    assert [runner.artefact_name(m, default) for m in ("tmu", "tmu_oracle", "tmu_reference", "tmu_distill_last_block",
+                                                         "finetune")] == [
+        "tmu_hard_only_distill_last_block", "tmu_oracle_hard_only_distill_last_block", "tmu_hard_only",
+        "tmu_hard_only_distill_last_block", "finetune"]
 
 
 def test_a_fixed_run_hands_each_method_its_row(table, monkeypatch):
@@ -99,7 +113,7 @@ def test_a_fixed_run_hands_each_method_its_row(table, monkeypatch):
         seen[method] = (ctx.params.unlearn_lr, ctx.params.unlearn_epochs, ctx.params.hard_repeat)
         raise StopIteration  # the knobs are all this test needs
 
-    ctx = smoke_context(table, "fixed_knobs=test")
+    ctx = smoke_context(table, "fixed_knobs=test", *REFERENCE)
     original, _ = context.original_model(ctx)
     pred, _ = generalization.tmu_predict_easy(ctx, original)
     refs = scoring.References(original, None, None, None, {})

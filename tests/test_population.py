@@ -15,7 +15,7 @@ from tmu_utils.unlearning import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "params" / "smoke.yaml"
-METHODS = "methods=[original,retrain,tmu,tmu_random_rank,finetune]"
+METHODS = "methods=[original,retrain,tmu,tmu_random_rank,tmu_bn,finetune]"  # tmu_bn: smoke's model has no BatchNorm
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,9 @@ def test_population_writes_json_markdown_and_figures(smoke_population):
     assert all(len(seeds[k]) == 3 for k in ("originals", "retrain_a", "retrain_b"))
     assert len(set(seeds["originals"] + seeds["retrain_a"] + seeds["retrain_b"])) == 9  # all independent
     assert list(result["methods"]) == ["original", "tmu", "tmu_random_rank", "finetune"]
+    # a step the architecture cannot take is left out and said so, not a failure after the models are built
+    assert list(result["not_applicable"]) == ["tmu_bn"] and "BatchNorm" in result["not_applicable"]["tmu_bn"]
+    assert "Not run: `tmu_bn`" in (smoke_population / "population.md").read_text()
     for row in [result["floor"], *result["methods"].values()]:
         for split in ("forget", "retain", "test"):
             klom = row["klom"][split]

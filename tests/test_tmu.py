@@ -11,9 +11,11 @@ import torch
 from tmu_utils.core.training import predict
 from tmu_utils.unlearning import METHODS
 from tmu_utils.unlearning.common import runner_up_labels
+from tmu_utils.unlearning.tmu_step import REFERENCE_STEP
 
 CPU = torch.device("cpu")
-FLIPPING = {"unlearn_epochs": 5, "hard_repeat": 8}
+# measured at the reference step (cross-entropy replay, every weight); the step variants: test_tmu_step.py
+FLIPPING = {"unlearn_epochs": 5, "hard_repeat": 8, **REFERENCE_STEP}
 
 
 def _split(n: int) -> torch.Tensor:

@@ -6,7 +6,8 @@ Measured on the small problem (MLP, 300 forget samples, predicted-easy = P(easy)
 - mean KL(M_o ‖ M_u) on the retain set after the hard_only step: 0.113 with CE, 0.091 with distill;
 - predicted-easy samples, median |margin − calibration target|: 0.54 before any step, 1.60 after the
   uncalibrated step, 0.73 calibrated; their accuracy 0.94 before, 0.885 and 0.97 after. The cost:
-  the calibrated step leaves 0.38 of the predicted-hard samples right, against 0.13.
+  the calibrated step leaves 0.38 of the predicted-hard samples right, against 0.13 (on an AMD EPYC:
+  0.41-0.51 at run seeds 0-2 against 0.13-0.36, and 0.79 before the step).
 """
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from tmu_utils.core.params import ParamsError, load_params, make_params
 from tmu_utils.core.training import predict, true_class_margins
 from tmu_utils.experiments import tuning
 from tmu_utils.unlearning import METHODS, UnlearnTask, runner
-from tmu_utils.unlearning.tmu_step import calibration_targets, step_parameters
+from tmu_utils.unlearning.tmu_step import REFERENCE_STEP, calibration_targets, step_parameters
 
 CPU = torch.device("cpu")
 SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"
-FLIPPING = {"unlearn_epochs": 5, "hard_repeat": 8}
+# at the reference step, so that `tmu_hard_only` is the cross-entropy, every-weight step the variants
+# are compared with (the default step is distill + last_block)
+FLIPPING = {"unlearn_epochs": 5, "hard_repeat": 8, **REFERENCE_STEP}
 
 
 def mostly_easy(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,6 +110,48 @@ def test_the_batchnorm_step_moves_only_affine_parameters_and_keeps_the_statistic
             assert torch.equal(value, after[name]), name  # running_mean, running_var, batches tracked too
 
 
+def run_both_ways(method, task, monkeypatch):
+    """`method` on `task` with the frozen prefix computed once (what the step does) and with the whole
+    model run on every batch; and how often the prefix was computed once."""
+    from tmu_utils.unlearning import tmu as tmu_module
+
+    calls = []
+    real = tmu_module._prefix_outputs
+    monkeypatch.setattr(tmu_module, "_prefix_outputs", lambda *a: calls.append(1) or real(*a))
+    fast = METHODS[method](task).state_dict()
+    monkeypatch.setattr(tmu_module, "frozen_split", lambda *a: None)
+    slow = METHODS[method](task).state_dict()
+    return fast, slow, len(calls)
+
+
+@pytest.mark.parametrize("method", ["tmu_head", "tmu_last_block", "tmu_distill_last_block"])
+def test_a_restricted_step_computes_its_frozen_prefix_once_and_trains_the_same_model(step_task, method, monkeypatch):
+    fast, slow, prefix_runs = run_both_ways(method, step_task(unlearn_epochs=2), monkeypatch)
+    assert prefix_runs == 1
+    # bit for bit on the development CPU, and on the demo population's small_cnn; a BLAS that blocks a
+    # batch differently may round differently, so the test allows float32 rounding only
+    assert all(torch.allclose(fast[name], slow[name], rtol=0, atol=1e-6) for name in slow)
+
+
+def test_the_frozen_prefix_keeps_batchnorm_at_its_statistics(small_problem, monkeypatch):
+    original = bn_classifier()
+    easy, _ = mostly_easy(300)
+    params = make_params({"unlearn_epochs": 1, "retain_fraction": 0.2, "unlearn_lr": 0.05, "progress": False,
+                          "tmu_retain_loss": "distill", "tmu_update": "head"})
+    task = UnlearnTask(original, small_problem["retain_x"], small_problem["retain_y"], small_problem["forget_x"],
+                       small_problem["forget_y"], 10, params, CPU, easy=easy)
+    fast, slow, prefix_runs = run_both_ways("tmu", task, monkeypatch)
+    assert prefix_runs == 1  # measured: the head within 1e-8 of the whole-model run, the rest bit for bit
+    assert all(torch.allclose(fast[name], slow[name], rtol=0, atol=1e-6) for name in slow)
+    assert torch.equal(fast["body.1.running_mean"], original.state_dict()["body.1.running_mean"])
+
+
+def test_noisy_easy_rows_run_the_whole_model(step_task, monkeypatch):
+    # the hard flip trains the predicted-easy rows with fresh input noise: no prefix output is fixed
+    _, _, prefix_runs = run_both_ways("tmu_hard", step_task(tmu_update="last_block", unlearn_epochs=1), monkeypatch)
+    assert prefix_runs == 0
+
+
 def test_the_batchnorm_step_says_when_the_model_has_none(step_task):
     with pytest.raises(ValueError, match="no BatchNorm"):
         METHODS["tmu_bn"](step_task())  # the MLP
@@ -116,7 +161,8 @@ def test_calibrated_easy_samples_stay_correct_at_unseen_confidence(step_task, sm
                                                                    unseen_margins):
     fx, fy = small_problem["forget_x"], small_problem["forget_y"]
     easy, _ = mostly_easy(300)
-    own = true_class_margins(predict(small_original, fx[easy], CPU), fy[easy])
+    own_all = true_class_margins(predict(small_original, fx, CPU), fy)
+    own = own_all[easy]
     wanted = calibration_targets(own, unseen_margins)
     assert (wanted > 0).all()  # the targets are confidences of correctly classified samples
 
@@ -127,7 +173,10 @@ def test_calibrated_easy_samples_stay_correct_at_unseen_confidence(step_task, sm
     gap = {name: (m[easy] - wanted).abs().median() for name, m in (("on", calibrated), ("off", uncalibrated))}
     assert gap["on"] < 0.6 * gap["off"]  # measured 0.73 against 1.60 (0.54 before any step)
     assert (calibrated[easy] > 0).float().mean() >= (own > 0).float().mean() - 0.03  # measured 0.97, 0.94 before
-    assert (calibrated[~easy] > 0).float().mean() < 0.5  # the hard ones still flip (0.38; 0.13 uncalibrated)
+    # the hard ones still flip: M_o has 0.79 of them right; the calibrated step leaves 0.41-0.51 right at
+    # run seeds 0-2 (0.13-0.36 uncalibrated), measured on an AMD EPYC; calibration leaking onto the hard
+    # rows keeps 0.72 of them right (measured)
+    assert (calibrated[~easy] > 0).float().mean() < (own_all[~easy] > 0).float().mean() - 0.2
 
 
 def test_calibration_needs_its_reference(make_task):
@@ -147,9 +196,14 @@ def test_step_knobs_are_validated():
 
 
 def test_step_knobs_name_the_stored_model_and_change_no_other_key(tmp_path):
-    ref = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
-    distill = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_retain_loss=distill"]))
-    margins = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tuning_criterion=margins"]))
+    reference = [f"cache_dir={tmp_path}"] + [f"{k}={str(v).lower()}" for k, v in REFERENCE_STEP.items()]
+    ref = context.prepare(load_params(SMOKE, reference + ["tuning_criterion=alignment"]))
+    distill = context.prepare(load_params(SMOKE, reference + ["tuning_criterion=alignment", "tmu_retain_loss=distill"]))
+    margins = context.prepare(load_params(SMOKE, reference + ["tuning_criterion=margins"]))
+    default = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
+    # the default step is distill + last_block: `tmu` there is tmu_distill_last_block's computation
+    assert runner.unlearned_key(default, "tmu") == runner.unlearned_key(ref, "tmu_distill_last_block")
+    assert runner.artefact_name("tmu", default.params) == "tmu_hard_only_distill_last_block"
     # `tmu` at the distill step computes what tmu_distill computes, and is stored under that name
     assert runner.unlearned_key(distill, "tmu") == runner.unlearned_key(ref, "tmu_distill")
     assert runner.artefact_name("tmu_distill", ref.params) == "tmu_hard_only_distill"

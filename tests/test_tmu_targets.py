@@ -21,11 +21,14 @@ from tmu_utils.experiments import tuning, tuning_problem
 from tmu_utils.method import generalization, stages
 from tmu_utils.unlearning import METHODS, runner
 from tmu_utils.unlearning.common import runner_up_labels
+from tmu_utils.unlearning.tmu_step import REFERENCE_STEP, step_suffix
 from tmu_utils.unlearning.tmu_targets import margin_targets, soft_targets
 
 CPU = torch.device("cpu")
 SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"
-FLIPPING = {"unlearn_epochs": 5, "hard_repeat": 8}
+# the targets were measured at the reference step (cross-entropy replay, every weight updated)
+FLIPPING = {"unlearn_epochs": 5, "hard_repeat": 8, **REFERENCE_STEP}
+REFERENCE = [f"{k}={str(v).lower()}" for k, v in REFERENCE_STEP.items()]
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +160,9 @@ def test_tmu_target_must_be_a_known_variant():
 
 
 def test_tmu_target_changes_no_other_methods_key(tmp_path):
-    hard = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=hard"]))
-    soft = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=soft"]))
-    hard_only = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))  # the default
+    hard = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=hard", *REFERENCE]))
+    soft = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "tmu_target=soft", *REFERENCE]))
+    hard_only = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", *REFERENCE]))  # the default target
     for method in ("tmu_oracle", "tmu_random_rank", "tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only",
                    "finetune", "scrub"):
         assert runner.unlearned_key(hard, method) == runner.unlearned_key(soft, method), method
@@ -176,6 +179,12 @@ def test_tmu_target_changes_no_other_methods_key(tmp_path):
         assert runner.unlearned_key(hard_only, control) != runner.unlearned_key(hard, control)
     assert runner.unlearned_key(hard_only, "tmu_all_hard") == runner.unlearned_key(hard, "tmu_all_hard")
     assert runner.unlearned_key(hard, "tmu").startswith("tmu-")
+    # the step is another axis: at the default step `tmu` is its own name, and the variant that forces the
+    # reference step computes what `tmu` computed at the reference step
+    default = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
+    assert runner.unlearned_key(default, "tmu") != runner.unlearned_key(hard_only, "tmu")
+    assert runner.unlearned_key(default, "tmu_reference") == runner.unlearned_key(hard_only, "tmu")
+    assert runner.unlearned_key(default, "scrub") == runner.unlearned_key(hard_only, "scrub")
 
 
 def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
@@ -247,9 +256,10 @@ def test_choose_target_on_one_smoke_seed_trains_no_gold_model(benchmark_script, 
     assert written["winner"] == max(seed, key=lambda v: seed[v]["best_score"])
     assert f"Winner: `tmu_target: {written['winner']}`" in (out / "smoke.md").read_text()
     assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
-    # `tmu` was tuned as the hard variant although the command line asked for margin
+    # `tmu` was tuned as the hard variant although the command line asked for margin, each at smoke's step
+    suffix = step_suffix({f: getattr(load_params(SMOKE), f) for f in REFERENCE_STEP})
     tuned = {p.name.split("-")[0] for p in (cache / "tuning").glob("*.pt")}
-    assert tuned == {"tmu", "tmu_soft", "tmu_margin", "tmu_hard_only"}
+    assert tuned == {f"{name}{suffix}" for name in ("tmu", "tmu_soft", "tmu_margin", "tmu_hard_only")}
 
 
 def test_twin_splits_cached_before_the_variants_gain_their_proba(tmp_path):

@@ -119,8 +119,13 @@ def test_points_read_off_a_longer_run_equal_their_own_runs(method, twin_run, cac
     for i in range(len(grid)):
         (outputs, seconds), = tuning.twin_unlearn(ctx, problem, method, dataclasses.replace(ctx.params, **grid[i]),
                                                   None).values()
-        score, _ = tuning.alignment_score(outputs, problem.gold_outputs, problem.labels)
-        assert score == record["scores"][i], (method, grid[i])  # the same bits, not merely close
+        _, metrics = tuning.alignment_score(outputs, problem.gold_outputs, problem.labels)
+        distance = tuning.margin_distance(outputs, problem.gold_outputs, problem.labels)
+        # the same bits, not merely close, in both criteria's inputs and in the score the record chose by
+        assert (metrics["tow"], metrics["activation_distance"], distance) == (
+            record["tow"][i], record["activation_distance"][i], record["margin_distance"][i]), (method, grid[i])
+        score = tuning.point_score(record["criterion"], metrics["tow"], metrics["activation_distance"], distance)
+        assert score == record["scores"][i], (method, grid[i])
 
 
 def test_only_epoch_prefix_methods_are_read_after_each_epoch(twin_run, cache_dir):
@@ -269,8 +274,10 @@ def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaul
     assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "methods=[tmu,tmu_hard,neggrad]",
                         "--budget", "2", "--set", f"cache_dir={cache}", "--tables", str(out)]) == 0
     written = json.loads((out / "smoke.json").read_text())
-    # by stored name: at the default target `tmu` is tmu_hard_only and tmu_hard the hard flip `tmu`
-    assert list(written["seeds"]) == ["100"] and list(written["median"]) == ["tmu_hard_only", "tmu", "neggrad"]
+    # by stored name: at the default target and step `tmu` is tmu_hard_only_distill_last_block, and
+    # tmu_hard the hard flip at that step
+    assert list(written["seeds"]) == ["100"] and list(written["median"]) == [
+        "tmu_hard_only_distill_last_block", "tmu_distill_last_block", "neggrad"]
     monkeypatch.setattr("tmu_utils.core.choices.FIXED_KNOBS_DIR", out)
     assert tuning_grids.fixed_table("smoke") == written["median"]  # the table `fixed_knobs: smoke` would read
     import yaml

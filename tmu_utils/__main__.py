@@ -160,7 +160,7 @@ def _population_command(args: argparse.Namespace) -> int:
             from .core.context import prepare
 
             ctx = prepare(params)
-            population.build_replica(ctx.for_replica(args.only_replica), population.population_methods(params),
+            population.build_replica(ctx.for_replica(args.only_replica), population.runnable_methods(ctx)[0],
                                      population.evaluation_subsets(ctx))
             return 0
         result = population.evaluate_population(params, args.models, args.out, executor=args.executor,

@@ -29,6 +29,7 @@ from ..evaluation.forgetting_score import challenge_score, forgetting_quality
 from ..evaluation.population_metrics import klom, margins, sturges_bins, summarize, ulira
 from ..method import generalization
 from ..unlearning import runner
+from ..unlearning.tmu_step import step_of, step_parameters
 from . import runs
 from .executors import Job, SlurmOptions, python_command, run_commands
 from .sweep import mean_ci
@@ -54,6 +55,31 @@ def check(params: Params, n_models: int) -> None:
         raise ParamsError(f"--models must be at most {context.MAX_REPLICAS}; got {n_models}")
     if not population_methods(params):
         raise ParamsError("parameter 'methods' names no method to compare with the retrained models")
+
+
+def not_applicable(ctx: context.Context, methods: list[str]) -> dict[str, str]:
+    """The TMU methods whose step updates a set of parameters the architecture does not have
+    (`tmu_bn` on a model without BatchNorm), each with the reason. The population leaves them out
+    and says so in population.json and its table, instead of failing after the models are built."""
+    model = context.new_model(ctx)
+    skipped = {}
+    for method in methods:
+        if method in runner.STEP_METHODS:
+            try:
+                step_parameters(model, step_of(method, ctx.params)["tmu_update"])
+            except ValueError as error:
+                skipped[method] = f"{ctx.params.arch}: {error}"
+    return skipped
+
+
+def runnable_methods(ctx: context.Context) -> tuple[list[str], dict[str, str]]:
+    """The population's methods that can run on its architecture, and those that cannot, with why."""
+    skipped = not_applicable(ctx, population_methods(ctx.params))
+    methods = [m for m in population_methods(ctx.params) if m not in skipped]
+    if not methods:
+        raise ParamsError("no method in 'methods' can run on this architecture: " + "; ".join(
+            f"{m}: {why}" for m, why in skipped.items()))
+    return methods, skipped
 
 
 def population_seeds(ctx: context.Context, n_models: int) -> dict[str, list[int]]:
@@ -145,7 +171,7 @@ def evaluate_population(params: Params, n_models: int, out: str | os.PathLike, *
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = context.prepare(params)  # a missing data set or an impossible split fails here
-    methods = population_methods(params)
+    methods, skipped = runnable_methods(ctx)
     if params_file is not None and (jobs > 1 or executor != "local"):
         build_replicas_as_jobs(params_file, list(overrides), n_models, out, executor, jobs, slurm)
     subsets = evaluation_subsets(ctx)
@@ -160,6 +186,7 @@ def evaluate_population(params: Params, n_models: int, out: str | os.PathLike, *
         replicas.append(build_replica(ctx.for_replica(r), methods, subsets, step))
     bar.close()
     result = assemble(ctx, replicas, methods, subsets)
+    result["not_applicable"] = skipped
     result["timing"]["total_s"] = time.perf_counter() - start
     write(result, out)
     return result

@@ -94,6 +94,8 @@ def population_table(population: dict) -> str:
                      fmt("delta_forget", row["delta_forget"]["mean"], row["delta_forget"]["ci95"]),
                      fmt("tow", row["tow"]["mean"], row["tow"]["ci95"])])
     lines.append(markdown_table(header, rows))
+    for method, why in population.get("not_applicable", {}).items():
+        lines += ["", f"Not run: `{method}` ({why})."]
     evaluation = population["evaluation"]
     lines += ["", f"Samples compared: {evaluation['sets']}; KLoM with {evaluation['klom_bins']} bins, "
               f"{evaluation['klom_smoothing']}, margins clipped to ±{evaluation['margin_clip']:g}. "

@@ -20,12 +20,13 @@ from torch import nn
 from ..core.training import true_class_margins
 from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, original_logits,
                      random_wrong_labels, retain_subset, runner_up_labels, start_model, unlearn_optimizer)
-from .tmu_step import calibration_targets, distillation_losses, restrict
+from .tmu_step import calibration_targets, distillation_losses, frozen_split, restrict
 
 # CALIBRATED: predicted-easy rows with a margin target (tmu_calibrate), seen without input noise
 RETAIN, EASY, HARD, CALIBRATED = 0, 1, 2, 3
 # (logits of a batch, the batch's pool rows, their sources) -> the loss of each row
 RowLosses = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+PREFIX_CACHE_BYTES = 2 << 30  # the most a restricted step keeps of its frozen prefix's outputs
 
 
 def hard_targets(task: UnlearnTask, hard: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -43,28 +44,40 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
     noise. With `tmu_retain_loss: distill` the RETAIN rows' loss is their KL to M_o instead; with a
     restricted `tmu_update` only that part of the model is trained (tmu_step.py)."""
     p, device = task.params, task.device
-    teacher = None
-    if p.tmu_retain_loss == "distill":
-        retain_rows = (source == RETAIN).nonzero().flatten()
-        teacher = torch.zeros(len(x), task.num_classes)
-        teacher[retain_rows] = original_logits(task, x[retain_rows])  # M_o sees no noise: computed once
     x, source = on_device(task, x, source)
-    if teacher is not None:
-        (teacher,) = on_device(task, teacher)
     opt = unlearn_optimizer(model, p, trained=restrict(model, p.tmu_update))
     # noise only where there are EASY rows to draw it for (hard_only's pool has none): the draws come
     # from a generator of their own, so skipping them changes nothing else
     noisy = p.noise_std > 0 and bool((source == EASY).any())
     noise_gen = torch.Generator(device=device).manual_seed(task.run_seed) if noisy else None
+    inputs, forward = x, model
+    split = None if noisy else frozen_split(model, p.tmu_update)
+    if split is not None:
+        # The frozen prefix is a fixed function of the input (the same before and after every step), so
+        # its outputs are computed once per pool row; the epochs then run only what the step trains.
+        prefix, rest = split
+        inputs = _prefix_outputs(task, prefix, x)
+        forward = rest if inputs is not None else model
+        inputs = x if inputs is None else inputs
+    teacher = None
+    if p.tmu_retain_loss == "distill":  # M_o's logits on the retain rows: M_o sees no noise, computed once
+        retain_rows = (source == RETAIN).nonzero().flatten()
+        teacher = torch.zeros(len(x), task.num_classes)
+        teacher[retain_rows] = original_logits(task, x[retain_rows.to(x.device)].cpu())
+        (teacher,) = on_device(task, teacher)
     for _ in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, generator):
-            xb, sb = batch_input(x, idx, device), source[idx].to(device)
+            sb = source[idx.to(source.device)].to(device)
+            if forward is model:
+                xb = batch_input(x, idx, device)
+            else:
+                xb = inputs[idx.to(inputs.device)]
             if noise_gen is not None:
                 # Fresh noise each step on easy samples: keep them right without the extra
                 # confidence a membership-inference attack would read (docs/method.md).
                 noise = torch.randn(xb.shape, generator=noise_gen, device=device) * p.noise_std
                 xb = torch.where((sb == EASY)[:, None, None, None], (xb + noise).clamp(0, 1), xb)
-            logits = model(xb)
+            logits = forward(xb)
             losses = row_losses(logits, idx, sb)
             if teacher is not None:
                 kl = distillation_losses(logits, teacher[idx.to(teacher.device)].to(device))
@@ -76,6 +89,19 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
     for param in model.parameters():  # a restricted step froze the rest only while it ran
         param.requires_grad_(True)
     return model.eval()
+
+
+@torch.no_grad()
+def _prefix_outputs(task: UnlearnTask, prefix: torch.nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The frozen prefix's outputs on every pool row, on the task's device; None where they would take
+    more than PREFIX_CACHE_BYTES (the step then runs the whole model on every batch)."""
+    if len(x) == 0:
+        return None
+    first = prefix(batch_input(x, torch.arange(1), task.device))
+    if first.numel() * first.element_size() * len(x) > PREFIX_CACHE_BYTES:
+        return None
+    chunks = torch.arange(len(x)).split(task.params.unlearn_batch_size)
+    return torch.cat([prefix(batch_input(x, idx, task.device)) for idx in chunks])
 
 
 def tmu_unlearn(task: UnlearnTask, train_easy: bool = True) -> nn.Module:

@@ -111,6 +111,36 @@ def restrict(model: nn.Module, update: str) -> list[nn.Parameter]:
     return trained
 
 
+class _Prefix(nn.Module):
+    """The frozen start of a Classifier: input normalisation and the body up to the trained part."""
+
+    def __init__(self, model: nn.Module, layers: list[nn.Module]):
+        super().__init__()
+        self.model, self.layers = model, nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers((x - self.model.mean) / self.model.std)
+
+
+def frozen_split(model: nn.Module, update: str) -> tuple[nn.Module, nn.Module] | None:
+    """(prefix, rest) with model(x) == rest(prefix(x)), where a restricted step (`head`, `last_block`)
+    trains only `rest` and the prefix is a fixed function: none of its parameters trained, its
+    BatchNorm layers in eval mode (`restrict` puts them there), no dropout. The step can then compute
+    the prefix once per pool row instead of once per row and epoch. None where the model is not a
+    Classifier with a Sequential body, where the prefix has dropout, or where the step updates every
+    weight or BatchNorm's."""
+    body = getattr(model, "body", None)
+    if update not in ("head", "last_block") or not isinstance(body, nn.Sequential) or not hasattr(model, "mean"):
+        return None
+    trained = {id(p) for p in step_parameters(model, update)}
+    layers = list(body.children())
+    first = next((i for i, m in enumerate(layers) if any(id(p) in trained for p in m.parameters())), len(layers))
+    prefix = layers[:first]
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) for layer in prefix for m in layer.modules()):
+        return None
+    return _Prefix(model, prefix), nn.Sequential(*layers[first:], model.head)
+
+
 def distillation_losses(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Per row KL(softmax(teacher) ‖ softmax(student)) at temperature 1."""
     teacher = F.log_softmax(teacher_logits, dim=1)
