@@ -146,6 +146,37 @@ def test_the_frozen_prefix_keeps_batchnorm_at_its_statistics(small_problem, monk
     assert torch.equal(fast["body.1.running_mean"], original.state_dict()["body.1.running_mean"])
 
 
+def test_the_teacher_comes_from_the_prefix_outputs_and_leaves_dropout_training(small_problem, monkeypatch):
+    # distill + last_block reads M_o's retain logits off the cached prefix outputs (no second pass of
+    # the whole model); that pass is in eval mode, and the step after it must train with dropout on
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.5))
+    original = Classifier(body, nn.Linear(32, 10), 1)
+    easy, _ = mostly_easy(300)
+    params = make_params({"unlearn_epochs": 1, "retain_fraction": 0.2, "progress": False,
+                          "tmu_retain_loss": "distill", "tmu_update": "last_block"})
+    task = UnlearnTask(original, small_problem["retain_x"], small_problem["retain_y"], small_problem["forget_x"],
+                       small_problem["forget_y"], 10, params, CPU, easy=easy)
+    from tmu_utils.unlearning import tmu as tmu_module
+
+    whole_model_passes = []
+    monkeypatch.setattr(tmu_module, "original_logits",
+                        lambda t, x: whole_model_passes.append(len(x)) or predict(t.original, x, CPU))
+    modes = []
+    real_forward = nn.Dropout.forward
+    def recording(self, x):  # the unlearned copy's dropout; M_o's own runs only for the runner-up labels
+        if self is not original.body[5]:
+            modes.append(self.training)
+        return real_forward(self, x)
+
+    monkeypatch.setattr(nn.Dropout, "forward", recording)
+    METHODS["tmu"](task)
+    retain_rows = int(0.2 * len(small_problem["retain_x"]))
+    assert sum(whole_model_passes) < retain_rows  # only the hard rows' runner-up labels, not the retain rows
+    teacher_passes = -(-retain_rows // 2048)  # the teacher's eval pass, then the training steps
+    assert not any(modes[:teacher_passes]) and modes[teacher_passes:] and all(modes[teacher_passes:])
+
+
 def test_noisy_easy_rows_run_the_whole_model(step_task, monkeypatch):
     # the hard flip trains the predicted-easy rows with fresh input noise: no prefix output is fixed
     _, _, prefix_runs = run_both_ways("tmu_hard", step_task(tmu_update="last_block", unlearn_epochs=1), monkeypatch)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.training import true_class_margins
+from ..core.training import full_precision, true_class_margins
 from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, original_logits,
                      random_wrong_labels, retain_subset, runner_up_labels, start_model, unlearn_optimizer)
 from .tmu_step import calibration_targets, distillation_losses, frozen_split, restrict
@@ -27,6 +27,7 @@ RETAIN, EASY, HARD, CALIBRATED = 0, 1, 2, 3
 # (logits of a batch, the batch's pool rows, their sources) -> the loss of each row
 RowLosses = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 PREFIX_CACHE_BYTES = 2 << 30  # the most a restricted step keeps of its frozen prefix's outputs
+PREDICT_BATCH = 2048  # rows per no-grad forward pass, as core.training.predict
 
 
 def hard_targets(task: UnlearnTask, hard: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -63,7 +64,10 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
     if p.tmu_retain_loss == "distill":  # M_o's logits on the retain rows: M_o sees no noise, computed once
         retain_rows = (source == RETAIN).nonzero().flatten()
         teacher = torch.zeros(len(x), task.num_classes)
-        teacher[retain_rows] = original_logits(task, x[retain_rows.to(x.device)].cpu())
+        if forward is model:
+            teacher[retain_rows] = original_logits(task, x[retain_rows.to(x.device)].cpu())
+        else:  # no step has run, so `rest` is still M_o's: on the prefix outputs it gives M_o's logits
+            teacher[retain_rows] = _eval_outputs(task, forward, inputs[retain_rows.to(inputs.device)])
         (teacher,) = on_device(task, teacher)
     for _ in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, generator):
@@ -102,6 +106,20 @@ def _prefix_outputs(task: UnlearnTask, prefix: torch.nn.Module, x: torch.Tensor)
         return None
     chunks = torch.arange(len(x)).split(task.params.unlearn_batch_size)
     return torch.cat([prefix(batch_input(x, idx, task.device)) for idx in chunks])
+
+
+@torch.no_grad()
+def _eval_outputs(task: UnlearnTask, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """`module`'s outputs on `h` in eval mode and float32, on the CPU (as `predict` computes logits);
+    each submodule's train or eval mode is put back afterwards."""
+    modes = [(m, m.training) for m in module.modules()]  # parents first: restoring in order is exact
+    module.eval()
+    try:
+        with full_precision(task.device):
+            return torch.cat([module(chunk).float().cpu() for chunk in h.split(PREDICT_BATCH)])
+    finally:
+        for m, training in modes:
+            m.train(training)
 
 
 def tmu_unlearn(task: UnlearnTask, train_easy: bool = True) -> nn.Module:
