@@ -12,8 +12,9 @@ Run: python benchmarks/requests_speed.py [params/default.yaml] [--requests 10] [
    the time spent scoring against the gold models.
 2. Alignment over `--seeds` (each its own splits, M_o and M_g): single-request TMU on the whole D_f
    with the matched twin (today's default) and with the independent one, both scored against M_g.
-Everything is cached (TMU_CACHE_DIR), so a rerun only re-reads. It writes <out>/speed.json and
-<out>/speed.md and prints the latter.
+Everything is cached (TMU_CACHE_DIR), so a rerun only re-reads, and a stream already in <out> is
+resumed with its recorded times (speed.md then says so): measure in one run with a fresh --out.
+It writes <out>/speed.json and <out>/speed.md and prints the latter.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def stream_speed(path: str, overrides: list[str], n_requests: int, gold_every: i
             "tmu_per_request_s": per_request, "retrain_s": retrain,
             "retrain_s_each": [q["gold_s"] for q in result["requests"] if q["gold_s"] is not None],
             "scoring_s_per_evaluated_request": statistics.fmean(scoring_s) if scoring_s else None,
-            "scoring_measured_here": bool(scoring_s),
+            "scoring_measured_here": bool(scoring_s), "resumed_requests": result["resumed_requests"],
             "ratio_per_request": retrain / per_request,
             "ratio_amortised": retrain / (per_request + one_off["tmu_one_off_s"] / n_requests),
             "baselines_per_request_s": {m: statistics.fmean(e["time_s"] for e in entries)
@@ -118,6 +119,10 @@ def markdown(speed: dict, per_seed: dict[int, dict], params_name: str) -> str:
              f"({verdict(speed['ratio_per_request'], GOAL_PER_REQUEST)}).",
              f"- **With the one-off spread over the {speed['n_requests']} requests: {speed['ratio_amortised']:.1f}×** "
              f"({verdict(speed['ratio_amortised'], GOAL_AMORTISED)})."]
+    if speed.get("resumed_requests"):
+        lines.append(f"- **Not one run**: {speed['resumed_requests']} of the {speed['n_requests']} requests were read "
+                     "back from an earlier run's requests.json in the output folder, with that run's times. Measure "
+                     "the ratios in one run with a fresh `--out`.")
     if speed["scoring_s_per_evaluated_request"] is not None:
         lines.append(f"- Evaluation (scoring every method against the request's gold model, not part of any "
                      f"method's cost): {speed['scoring_s_per_evaluated_request']:.1f} s per evaluated request.")

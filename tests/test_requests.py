@@ -156,7 +156,7 @@ def test_an_interrupted_stream_resumes_at_its_first_unfinished_request(stream_ru
     scored.clear()
     monkeypatch.setattr(requests, "score_request", lambda ctx, stream, r, *a: scored.append(r) or score(ctx, stream, r, *a))
     resumed = requests.evaluate_stream(params, 3, tmp_path)
-    assert scored == [3] and resumed["complete"]
+    assert scored == [3] and resumed["complete"] and resumed["resumed_requests"] == 2
     assert resumed["entries"]["tmu"] == stream_run[1]["entries"]["tmu"]
 
 

@@ -193,6 +193,8 @@ def evaluate_stream(params: Params, n_requests: int, out: str | os.PathLike, req
         "params": params.to_dict(), "signature": signature, "env": runs.environment(ctx.device),
         "n_requests": n_requests, "request_size": size, "gold_every": gold_every, "methods": methods,
         "members": len(ctx.splits.members), "complete": False,
+        # requests read back from an earlier run's requests.json: their times were measured there
+        "resumed_requests": 0,
         "timing": {"original_s": o_meta["seconds"], "one_off": one.timing if one else None},
         "requests": [], "entries": {m: [] for m in methods}}
     if one is not None:
@@ -201,6 +203,7 @@ def evaluate_stream(params: Params, n_requests: int, out: str | os.PathLike, req
         done = previous is not None and len(previous["requests"]) >= r
         if done:  # resumed: request r was finished and recorded by an earlier run
             result["requests"].append(previous["requests"][r - 1])
+            result["resumed_requests"] += 1
             for m in methods:
                 result["entries"][m].append(previous["entries"][m][r - 1])
             bar.update(len(methods))
