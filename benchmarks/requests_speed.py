@@ -35,11 +35,11 @@ from tmu_utils.unlearning import runner
 
 REPO = Path(__file__).resolve().parent.parent
 GOAL_PER_REQUEST, GOAL_AMORTISED = 30.0, 10.0  # retrain time over TMU's, per request and with the one-off spread
+ALIGNMENT = ("delta_forget", "tow", "activation_distance", "agreement", "mia_gap", "test_acc")
 
 
 def verdict(ratio: float, goal: float) -> str:
     return f"goal ≥ {goal:g}×: {'met' if ratio >= goal else 'not met'}"
-ALIGNMENT = ("delta_forget", "tow", "activation_distance", "agreement", "mia_gap", "test_acc")
 
 
 def stream_speed(path: str, overrides: list[str], n_requests: int, gold_every: int, out: Path) -> dict:

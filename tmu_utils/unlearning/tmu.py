@@ -51,31 +51,28 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
     # from a generator of their own, so skipping them changes nothing else
     noisy = p.noise_std > 0 and bool((source == EASY).any())
     noise_gen = torch.Generator(device=device).manual_seed(task.run_seed) if noisy else None
-    inputs, forward = x, model
+    # The frozen prefix of a restricted step is a fixed function of the input (the same before and
+    # after every step), so its outputs (`inputs`) are computed once per pool row and the epochs run
+    # only what the step trains (`forward`); None: the whole model runs on every batch.
+    forward, inputs = model, None
     split = None if noisy else frozen_split(model, p.tmu_update)
     if split is not None:
-        # The frozen prefix is a fixed function of the input (the same before and after every step), so
-        # its outputs are computed once per pool row; the epochs then run only what the step trains.
         prefix, rest = split
         inputs = _prefix_outputs(task, prefix, x)
-        forward = rest if inputs is not None else model
-        inputs = x if inputs is None else inputs
+        forward = model if inputs is None else rest
     teacher = None
     if p.tmu_retain_loss == "distill":  # M_o's logits on the retain rows: M_o sees no noise, computed once
         retain_rows = (source == RETAIN).nonzero().flatten()
         teacher = torch.zeros(len(x), task.num_classes)
-        if forward is model:
+        if inputs is None:
             teacher[retain_rows] = original_logits(task, x[retain_rows.to(x.device)].cpu())
         else:  # no step has run, so `rest` is still M_o's: on the prefix outputs it gives M_o's logits
-            teacher[retain_rows] = _eval_outputs(task, forward, inputs[retain_rows.to(inputs.device)])
+            teacher[retain_rows] = _eval_outputs(task, rest, inputs[retain_rows.to(inputs.device)])
         (teacher,) = on_device(task, teacher)
     for _ in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, generator):
             sb = source[idx.to(source.device)].to(device)
-            if forward is model:
-                xb = batch_input(x, idx, device)
-            else:
-                xb = inputs[idx.to(inputs.device)]
+            xb = batch_input(x, idx, device) if inputs is None else inputs[idx.to(inputs.device)]
             if noise_gen is not None:
                 # Fresh noise each step on easy samples: keep them right without the extra
                 # confidence a membership-inference attack would read (docs/method.md).

@@ -116,10 +116,10 @@ class _Prefix(nn.Module):
 
     def __init__(self, model: nn.Module, layers: list[nn.Module]):
         super().__init__()
-        self.model, self.layers = model, nn.Sequential(*layers)
+        self.mean, self.std, self.layers = model.mean, model.std, nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers((x - self.model.mean) / self.model.std)
+        return self.layers((x - self.mean) / self.std)
 
 
 def frozen_split(model: nn.Module, update: str) -> tuple[nn.Module, nn.Module] | None:
