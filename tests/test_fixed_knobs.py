@@ -217,3 +217,38 @@ def test_twin_vs_real_grid_runs_every_tried_point_on_the_real_problem_at_its_own
         assert real["tuning_mode"] == "fixed" and {k: real["params"][k] for k in point} == point
     text = (folder / "grid.md").read_text()
     assert text.count("(chosen)") == 1 and "Spearman correlation" in text
+
+
+def test_an_explicit_knob_wins_over_the_row_and_only_that_knob(table):
+    ctx = smoke_context(table, "fixed_knobs=test", *REFERENCE, "hard_repeat=8")
+    assert ctx.params.pinned == ["hard_repeat"]  # an override of a knob pins it
+    knobs = tuning.fixed_context(ctx, "tmu").params
+    assert (knobs.unlearn_lr, knobs.hard_repeat) == (0.002, 8)  # the row's rate, the given repeat
+
+
+def test_only_overrides_and_pinned_pin_a_knob():
+    # a params file's value is the centre the table refines, not a pin; `pinned` may name knobs itself
+    assert make_params({"hard_repeat": 8}).pinned == []
+    assert make_params({"pinned": ["unlearn_lr"]}, ["hard_repeat=8"]).pinned == ["unlearn_lr", "hard_repeat"]
+    with pytest.raises(ParamsError, match="'pinned': 'seed' is no knob"):
+        make_params({"pinned": ["seed"]})
+
+
+def test_twin_tuning_leaves_a_pinned_knob_at_its_value():
+    free = tuning_grids.grid_points("tmu", make_params({"tune_budget": 6}))
+    pinned = tuning_grids.grid_points("tmu", make_params({"tune_budget": 6}, ["hard_repeat=8"]))
+    assert len({p["hard_repeat"] for p in free}) > 1 and {p["hard_repeat"] for p in pinned} == {8}
+    # the free knob's values stay those the budget tried, each point once
+    assert sorted(p["unlearn_lr"] for p in pinned) == sorted({p["unlearn_lr"] for p in free})
+
+
+def test_each_row_records_the_knobs_it_ran_with(table, tmp_path):
+    argv = ["run", str(SMOKE), "--direct", "--quiet", "--out", str(tmp_path / "run")]
+    for item in ("fixed_knobs=test", "tuning=fixed", "hard_repeat=8", "methods=[original,retrain,tmu,finetune]",
+                 f"cache_dir={table / 'cache'}", *REFERENCE):
+        argv += ["--set", item]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["methods"]
+    assert rows["tmu"]["knobs"] == {"unlearn_lr": 0.002, "hard_repeat": 8}  # not the row's 2: what ran
+    assert rows["finetune"]["knobs"] == {"unlearn_lr": 0.02, "unlearn_epochs": 1}  # the row's
+    assert "knobs" not in rows["original"]

@@ -31,6 +31,10 @@ def fixed_knobs_path(name: str) -> Path:
     return FIXED_KNOBS_DIR / f"{name}.yaml"
 
 
+# Every Params field some method's tuning grid (experiments/tuning_grids.py) varies, which a fixed-knobs
+# row may set and `pinned` may hold; tuning_grids checks that its grids vary no other field.
+TUNABLE_KNOBS = ("unlearn_lr", "hard_repeat", "unlearn_epochs", "neggrad_lr", "neggrad_plus_alpha",
+                 "bad_teacher_temperature", "scrub_lr", "scrub_max_epochs", "salun_sparsity", "l1_sparse_alpha")
 TUNE_GRID_POINTS = 16  # candidate points of every method's tuning grid (tuning_grids.py): tune_budget's ceiling
 
 

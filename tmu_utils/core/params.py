@@ -119,6 +119,8 @@ class Params:
     # margins: the same rule's choice (its choice kept the twin ToW of the alignment criterion's)
     tuning_criterion: str = "margins"  # alignment | margins: the score every grid point gets on the twin problem
     fixed_knobs: str = "default"  # none | a table of tmu_utils/fixed_knobs/: each method's own knobs at tuning fixed
+    # `--set hard_repeat=8` or a sweep's grid point adds its knob: an explicit value runs as given (docs/tuning.md)
+    pinned: list = field(default_factory=list)  # knobs kept as given: the fixed-knobs table and twin tuning leave them
     # --- evaluation (docs/method.md: single-run metrics) ---
     mia_max_per_side: int = 5000  # samples per side for the membership-inference attack
 
@@ -230,6 +232,10 @@ def validate(p: Params) -> Params:
     if p.fixed_knobs != "none" and not choices.fixed_knobs_path(p.fixed_knobs).is_file():
         tables = sorted(f.stem for f in choices.FIXED_KNOBS_DIR.glob("*.yaml"))
         raise ParamsError(f"parameter 'fixed_knobs' must be 'none' or one of {tables}; got {p.fixed_knobs!r}")
+    bad = [k for k in p.pinned if k not in choices.TUNABLE_KNOBS]
+    if bad:
+        raise ParamsError(f"parameter 'pinned': '{bad[0]}' is no knob that tuning or the fixed-knobs table sets; "
+                          f"those are {', '.join(choices.TUNABLE_KNOBS)}")
     if p.knn_k > p.bank_per_class:
         raise ParamsError("parameter 'knn_k' must not exceed 'bank_per_class'")
     return p
@@ -238,11 +244,18 @@ def validate(p: Params) -> Params:
 def make_params(values: dict[str, Any] | None = None, overrides: Iterable[str] = ()) -> Params:
     """Build and validate Params from a dict of values plus `key=value` override strings."""
     merged = dict(values or {})
+    given = []
     for item in overrides:
         if "=" not in item:
             raise ParamsError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
         merged[key.strip()] = raw
+        given.append(key.strip())
+    # a knob set by an override is pinned: neither the fixed-knobs table nor twin tuning replaces it
+    knobs_given = [k for k in given if k in choices.TUNABLE_KNOBS]
+    if knobs_given:
+        pinned = _coerce("pinned", merged.get("pinned", []))
+        merged["pinned"] = list(dict.fromkeys([*pinned, *knobs_given]))
     kwargs = {key: _coerce(key, value) for key, value in merged.items()}
     return validate(Params(**kwargs))
 

@@ -19,7 +19,7 @@ from ..evaluation.scoring import References, member_rate, references, score
 from ..method.generalization import tmu_predict_easy
 from ..method.predictor import PredictorOutput, quality_report
 from ..unlearning import runner
-from .tuning import method_context, tune_methods
+from .tuning import method_context, ran_knobs, tune_methods
 from .tuning_grids import tuning_mode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,8 @@ def evaluate(ctx: context.Context) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(ctx.splits.to_dict(), out_dir / "splits.pt")
     results: dict[str, Any] = {"params": params.to_dict(), "params_hash": params_hash(params, params.to_dict()),
-                               "env": environment(ctx.device), "splits": ctx.splits.sizes(),
+                               "env": environment(ctx.device), "data": ctx.dataset.provenance(),
+                               "splits": ctx.splits.sizes(),
                                "seeds": {"splits": params.seed, "original": ctx.seeds["original"],
                                          "gold": ctx.seeds["gold"], "gold2": ctx.seeds["gold2"]},
                                "tuning_mode": tuning_mode(params), "complete": False}
@@ -115,7 +116,8 @@ def evaluate(ctx: context.Context) -> dict:
             # The twin-based variants also pay for M_t, M_c, the features and the predictor.
             one_off = results["timing"].get("tmu_one_off_s", 0.0) if method in runner.TWIN_METHODS else 0.0
             metrics.update(time_s=seconds, rte=refs.timing["gold_s"] / seconds,
-                           rte_with_one_off=refs.timing["gold_s"] / (seconds + one_off))
+                           rte_with_one_off=refs.timing["gold_s"] / (seconds + one_off),
+                           knobs=ran_knobs(method_context(ctx, refs.original, method), method))
         results["methods"][method] = metrics
         write_results(out_dir, results)
     results["complete"] = True

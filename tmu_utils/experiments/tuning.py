@@ -215,12 +215,19 @@ def tuned_context(ctx: context.Context, record: dict | None) -> context.Context:
 
 def fixed_context(ctx: context.Context, method: str) -> context.Context:
     """`ctx` with `method`'s own knobs from the `fixed_knobs` table (`tuning: fixed`); a method the table
-    does not list, or `fixed_knobs: none`, keeps the shared fields. The controls take tmu's knobs, and
-    `tmu` those of the target it computes (its stored name)."""
-    knobs = fixed_table(ctx.params.fixed_knobs).get(runner.artefact_name(TUNED_AS.get(method, method), ctx.params))
+    does not list, or `fixed_knobs: none`, keeps the shared fields, and so does every knob in `pinned`.
+    The controls take tmu's knobs, and `tmu` those of the target it computes (its stored name)."""
+    row = fixed_table(ctx.params.fixed_knobs).get(runner.artefact_name(TUNED_AS.get(method, method), ctx.params), {})
+    knobs = {k: v for k, v in row.items() if k not in ctx.params.pinned}  # an explicit value wins over the row
     if not knobs:
         return ctx
     return dataclasses.replace(ctx, params=validate(dataclasses.replace(ctx.params, **knobs)))
+
+
+def ran_knobs(ctx: context.Context, method: str) -> dict[str, Any]:
+    """The values of `method`'s tuning knobs in `ctx` (a method_context): what its results.json row ran
+    at, recorded with it ({} for a method without knobs)."""
+    return {k: getattr(ctx.params, k) for k in KNOBS.get(method, {})}
 
 
 def method_context(ctx: context.Context, original: nn.Module, method: str) -> context.Context:

@@ -2,6 +2,7 @@
 Params field, every grid the same number of points, and the fixed choice of `tune_budget` of them."""
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import yaml
 from scipy.stats import qmc
 
-from ..core.choices import TUNE_GRID_POINTS, UNLEARNING_METHODS, fixed_knobs_path
+from ..core.choices import TUNABLE_KNOBS, TUNE_GRID_POINTS, UNLEARNING_METHODS, fixed_knobs_path
 from ..core.params import FIELD_TYPES, Params, ParamsError
 from ..unlearning.tmu_step import STEP_VARIANTS
 
@@ -65,6 +66,9 @@ def check_grid(method: str, grid: dict[str, tuple]) -> None:
     for knob, values in grid.items():
         if knob not in FIELD_TYPES:
             raise ValueError(f"tuning grid of method '{method}' names '{knob}', which is not a parameter")
+        if knob not in TUNABLE_KNOBS:
+            raise ValueError(f"tuning grid of method '{method}' varies '{knob}', which choices.TUNABLE_KNOBS "
+                             "does not list (so it could not be pinned)")
         if not values:
             raise ValueError(f"tuning grid of method '{method}' gives knob '{knob}' no values")
     if math.prod(len(v) for v in grid.values()) != TUNE_GRID_POINTS:
@@ -93,7 +97,7 @@ def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
     unscrambled Sobol sequence. Each knob has a power-of-2 number of values (the grid holds 16 points),
     so these cells are distinct and the choice is fixed; at budget 8 each knob's values are covered
     evenly (4 x 4 grid: each value of each knob twice; 16 values: every other one), and the default 6
-    stops two points short of that."""
+    stops two points short of that. A knob in `params.pinned` is not tuned: it keeps its value."""
     check_grid(method, KNOBS[method])
     budget = params.tune_budget
     if not 1 <= budget <= TUNE_GRID_POINTS:
@@ -101,7 +105,10 @@ def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
     values = candidates(method, params)
     names = list(values)
     sobol = qmc.Sobol(len(names), scramble=False).random_base2(TUNE_GRID_POINTS.bit_length() - 1)
-    return [{n: values[n][int(x * len(values[n]))] for n, x in zip(names, u)} for u in sobol[:budget]]
+    points = [{n: values[n][int(x * len(values[n]))] for n, x in zip(names, u)} for u in sobol[:budget]]
+    # A pinned knob keeps its given value at every point, and points that then coincide are run once.
+    pinned = {n: getattr(params, n) for n in names if n in params.pinned}
+    return list({json.dumps(p, sort_keys=True): p for p in (dict(p, **pinned) for p in points)}.values())
 
 
 def stored_knobs(name: str) -> dict | None:

@@ -44,8 +44,8 @@ PRESENTATION_FIELDS = ("name", "progress", "cache_dir", "out_dir", "sweep_dir", 
 # Fields that reach a method's keys through its stored name (`artefact_name`) instead of the hash.
 # `twin_forget` changes only the twin-based methods, whose keys name it (`unlearned_key`).
 NAMED_FIELDS = ("tmu_target", "twin_forget") + STEP_FIELDS
-# Fields that reach the keys through the knob values they set (tuning.fixed_context), not themselves.
-RESOLVED_FIELDS = ("fixed_knobs",)
+# Fields that reach the keys through the knob values they set or keep (tuning.fixed_context), not themselves.
+RESOLVED_FIELDS = ("fixed_knobs", "pinned")
 
 
 def method_key_fields(params: Params) -> list[str]:
