@@ -35,6 +35,7 @@ def smoke_population(cache_dir, tmp_path_factory):
 def test_population_writes_json_markdown_and_figures(smoke_population):
     result = json.loads((smoke_population / "population.json").read_text())
     assert result["n_models"] == 3
+    assert result["data"]["dataset"] == "fashion_mnist" and len(result["data"]["checksum"]) == 16
     seeds = result["seeds"]
     assert all(len(seeds[k]) == 3 for k in ("originals", "retrain_a", "retrain_b"))
     assert len(set(seeds["originals"] + seeds["retrain_a"] + seeds["retrain_b"])) == 9  # all independent

