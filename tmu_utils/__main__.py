@@ -18,8 +18,8 @@ def parameters_help() -> str:
     return "parameters (a params file's keys, or --set KEY=VALUE):\n" + "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the chosen command; return the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: one sub-command per experiment, each with its own options."""
     parser = argparse.ArgumentParser(prog="python -m tmu_utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="run TMU, its variants and the baselines; print the results table",
@@ -61,15 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     data_p.add_argument("--data-dir", default=None, help="look here first")
     data_p.add_argument("--download", action="store_true", help="fetch it through torchvision if missing")
     data_p.add_argument("--quiet", action="store_true", help="print nothing when it is found")
-    args = parser.parse_args(argv)
-    if args.command == "data":
-        return _data_command(args)
-    if args.command == "sweep":
-        return _sweep_command(args)
-    if args.command == "population":
-        return _population_command(args)
-    if args.command == "requests":
-        return _requests_command(args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen command; return the exit status."""
+    args = build_parser().parse_args(argv)
+    commands = {"run": _run_command, "sweep": _sweep_command, "population": _population_command,
+                "requests": _requests_command, "data": _data_command}
+    return commands[args.command](args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     overrides = args.overrides + ([f"out_dir={args.out}"] if args.out else [])
     try:
         params = load_params(args.params, overrides)
@@ -79,7 +82,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from .core.data import DatasetNotFoundError, load_dataset
     from .experiments.runs import run, run_dir
-    from .reporting.tables import predictor_table, results_table
 
     try:
         if args.direct:
@@ -105,8 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as e:  # e.g. an override that no notebook declares
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.quiet:
-        return 0
+    if not args.quiet:
+        _print_run(params, results)
+    return 0
+
+
+def _print_run(params: Params, results: dict) -> None:
+    """A run's table, its predictor's quality and its warnings, as `run` prints them."""
+    from .experiments.runs import run_dir
+    from .reporting.tables import predictor_table, results_table
+
     print(f"\nResults of '{params.name}' (seed {params.seed}) on {results['env']['device']}; "
           f"written to {run_dir(params)}/results.json\n")
     print(results_table(results))
@@ -117,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\nWarnings: research checks that did not hold on these data or parameters (results.json: warnings)")
         for w in results["warnings"]:
             print(f"- {w['notebook']}: {w['check']}: {w['detail']}")
-    return 0
 
 
 def _sweep_command(args: argparse.Namespace) -> int:
