@@ -102,15 +102,20 @@ fig = plots.plot_ulira_roc(population)
 # %% [markdown]
 # ## 3b. The unlearning challenge's forgetting score
 # The NeurIPS 2023 unlearning challenge asks, per forget sample, how large an ε of (ε, δ)-unlearning
-# the best of a family of tests certifies: here every threshold on the sample's margin, in both
-# directions, with its false positive and false negative rates between the two populations. Each
-# sample scores 2^−⌊ε/0.5⌋ and the forgetting quality F is their mean: 1 if no test tells the
-# populations apart on any sample. With `n` models a side, the best of the 2·(2n + 1) tests finds
-# some ε even between two sets of retrains, so F is read against the floor's, like the other two.
-# The challenge's score multiplies F by the retain and test accuracy relative to retraining (shown
-# as – for a population that did not keep retain accuracy).
+# the best of two families of decision rules certifies, from each model's logit-scaled confidence in
+# the true class: thresholds, and intervals around the peakier population, with their false positive
+# and false negative rates between the two populations (docs/method.md). A sample scores 1 below
+# ε = 0.5, halving per 0.5, and 0 from ⌈ln(n − 1)⌉ on, so separated or collapsed populations score 0;
+# the forgetting quality F is the mean. With `n` models a side the best of many rules finds some ε
+# even between two sets of retrains, so F is read against the floor's, like the other two. The
+# challenge's score multiplies F by the retain and test accuracy relative to retraining.
+#
+# A population written before the confidences were stored (the committed benchmarks) carries
+# instead this repository's earlier **margins F** (thresholds on the margin, add-½ rates, δ = 0.01):
+# not the challenge's published definition, and labelled as such below.
 
 # %%
+f_name = tables.forgetting_label(population)  # "challenge F", or the earlier margins F of older populations
 forgetting = {"floor": floor, **methods}
 if all("forgetting" in row for row in forgetting.values()):
     names = list(forgetting)
@@ -119,9 +124,9 @@ if all("forgetting" in row for row in forgetting.values()):
     ax.bar(range(len(names)), values, color=["0.5" if m == "floor" else "C0" for m in names])
     ax.axhline(floor["forgetting"]["F"], color="k", lw=0.8, ls=":")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("challenge F on D_f")
+    ax.set_ylabel(f"{f_name} on D_f")
     fig.tight_layout()
-    display(Markdown(f"F of the floor {floor['forgetting']['F']:.3f}, doing nothing "
+    display(Markdown(f"{f_name} of the floor {floor['forgetting']['F']:.3f}, doing nothing "
                      f"{methods['original']['forgetting']['F']:.3f}"
                      + (f", TMU {methods['tmu']['forgetting']['F']:.3f}" if "tmu" in methods else "") + "."))
 
@@ -220,7 +225,7 @@ if "tmu" in methods:
                  f"its KLoM is {klom_tmu[~easy].mean():.3f} against doing nothing's {klom_original[~easy].mean():.3f}.")
     if "forgetting" in tmu:
         better = [m for m in baselines if methods[m]["forgetting"]["F"] > tmu["forgetting"]["F"]]
-        lines.append(f"- The challenge's forgetting quality F on D_f: TMU {tmu['forgetting']['F']:.3f}, doing nothing "
+        lines.append(f"- {f_name} on D_f: TMU {tmu['forgetting']['F']:.3f}, doing nothing "
                      f"{methods['original']['forgetting']['F']:.3f}, the floor {floor['forgetting']['F']:.3f}; "
                      f"baselines above TMU: {', '.join(better) or 'none'}.")
     step_rule = runs.REPO_ROOT / "benchmarks" / "results" / "step_choice" / "demo.json"

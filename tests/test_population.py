@@ -9,6 +9,7 @@ import pytest
 from tmu_utils.__main__ import main
 from tmu_utils.core import context
 from tmu_utils.core.params import load_params
+from tmu_utils.evaluation import forgetting_score
 from tmu_utils.experiments import population
 from tmu_utils.method import stages
 from tmu_utils.unlearning import runner
@@ -51,7 +52,7 @@ def test_population_writes_json_markdown_and_figures(smoke_population):
         for key in ("delta_forget", "tow", "activation_distance", "retain_acc", "time_s"):
             assert set(row[key]) == {"mean", "ci95"}
         forgetting, floor = row["forgetting"], result["floor"]
-        assert 0 < forgetting["F"] <= 1 and 0 <= forgetting["epsilon_median"] <= forgetting["epsilon_max"]
+        assert 0 <= forgetting["F"] <= 1 and 0 <= forgetting["epsilon_median"] <= forgetting["epsilon_cap"]
         assert forgetting["score"] == pytest.approx(
             forgetting["F"] * row["retain_acc"]["mean"] / floor["retain_acc"]["mean"]
             * row["test_acc"]["mean"] / floor["test_acc"]["mean"])
@@ -122,22 +123,28 @@ def test_replicas_run_as_jobs_through_the_sweep_runner(smoke_population, cache_d
     assert json.loads((tmp_path / "population.json").read_text())["n_models"] == 3
 
 
-def test_the_forgetting_score_is_recomputed_from_the_saved_margins(smoke_population, benchmark_script, tmp_path):
-    """benchmarks/population_forgetting_score.py on a population written without the score gives
-    the score the population command computes (up to the float16 margins it reads)."""
-    import shutil
+def test_the_forgetting_score_is_the_published_one_on_the_stored_confidences(smoke_population):
+    """F comes from the per-model logit-scaled confidences that population_samples.npz keeps (float32,
+    beside the margins), and the table calls it the challenge's F."""
+    result = json.loads((smoke_population / "population.json").read_text())
+    samples = np.load(smoke_population / "population_samples.npz")
+    assert result["evaluation"]["forgetting"] == forgetting_score.DEFINITION
+    reference = samples["confidence/retrain_a"]
+    assert reference.dtype == np.float32 and reference.shape == samples["margins/retrain_a"].shape
+    for name, row in {"retrain_b": result["floor"], **result["methods"]}.items():
+        again = forgetting_score.forgetting_quality(samples[f"confidence/{name}"], reference)
+        assert row["forgetting"]["F"] == again["F"] and row["forgetting"]["statistic"] == "logit_scaled_confidence"
+    text = (smoke_population / "population.md").read_text()
+    assert "| challenge F | challenge score |" in text and "earlier" not in text
 
-    folder = tmp_path / "old"
-    shutil.copytree(smoke_population, folder)
-    written = json.loads((folder / "population.json").read_text())
-    for row in [written["floor"], *written["methods"].values()]:
-        row.pop("forgetting")
-    (folder / "population.json").write_text(json.dumps(written))
-    assert benchmark_script("population_forgetting_score").main([str(folder)]) == 0
-    again = json.loads((folder / "population.json").read_text())
-    first = json.loads((smoke_population / "population.json").read_text())
-    for name in ["floor", *first["methods"]]:
-        row_again = again["floor"] if name == "floor" else again["methods"][name]
-        row_first = first["floor"] if name == "floor" else first["methods"][name]
-        assert row_again["forgetting"]["F"] == pytest.approx(row_first["forgetting"]["F"], abs=0.02)
-    assert "challenge F" in (folder / "population.md").read_text()
+
+@pytest.mark.parametrize("folder", ["population", "population_twin"])
+def test_committed_populations_label_their_f_as_the_earlier_margins_one(folder):
+    """The committed populations predate the stored confidences: they still load and print, and their F
+    is labelled as the earlier margins-based one, never as the challenge's."""
+    from tmu_utils.reporting.tables import EARLIER_F, forgetting_label, population_table
+
+    committed = json.loads((ROOT / "benchmarks" / "results" / folder / "population.json").read_text())
+    text = population_table(committed)
+    assert forgetting_label(committed) == EARLIER_F and f"| {EARLIER_F} |" in text and "challenge F" not in text
+    assert text == (ROOT / "benchmarks" / "results" / folder / "population.md").read_text()

@@ -3,8 +3,9 @@
 For one fixed member set and forget request (the splits of `params.seed`): N originals, 2N
 retrains without D_f (halves A and B), all independently seeded, and every method run once from
 each original. Each model's margins on D_f, a fixed retain subset and a fixed test subset are
-compared with retrain A's by KLoM and U-LiRA; retrain B against A, computed the same way, is the
-floor (docs/method.md, "Population evaluation"). Replica r of the population is
+compared with retrain A's by KLoM and U-LiRA, and its logit-scaled confidences on D_f by the unlearning
+challenge's forgetting quality; retrain B against A, computed the same way, is the floor
+(docs/method.md, "Population evaluation"). Replica r of the population is
 `context.Context.for_replica(r)`: its original, its retrains A and B, TMU's twin and every
 unlearned model are cached artefacts, so a larger N trains only the new replicas and an
 interrupted population resumes.
@@ -25,7 +26,7 @@ from ..core import context
 from ..core.params import Params, ParamsError
 from ..core.training import progress_enabled
 from ..evaluation import scoring
-from ..evaluation.forgetting_score import challenge_score, forgetting_quality
+from ..evaluation.forgetting_score import DEFINITION, challenge_score, forgetting_quality, logit_scaled_confidence
 from ..evaluation.population_metrics import klom, margins, sturges_bins, summarize, ulira
 from ..method import generalization
 from ..unlearning import runner
@@ -36,7 +37,7 @@ from .sweep import mean_ci
 
 SETS = ("forget", "retain", "test")
 SUBSET_SIZE = 2000  # retain and test samples whose margins are compared (D_f is used whole)
-FORGETTING_EVALUATION = "challenge ε per sample over thresholds on margins, add-1/2 rates"
+FORGETTING_EVALUATION = DEFINITION  # recorded in population.json; populations before it kept margins only
 RUN_METRICS = ("delta_forget", "tow", "activation_distance", "agreement", "mia_gap", "forget_acc", "retain_acc",
                "test_acc", "time_s")
 
@@ -101,9 +102,10 @@ def evaluation_subsets(ctx: context.Context) -> dict[str, torch.Tensor]:
 
 @dataclass
 class Replica:
-    """What one replica contributes: margins per model and set, per-run metrics, model times."""
+    """What one replica contributes: margins per model and set, confidences on D_f, per-run metrics, model times."""
 
     margins: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model -> set -> (samples,)
+    confidences: dict[str, np.ndarray] = field(default_factory=dict)  # model -> (forget samples,), float32
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # method or "floor" -> metrics vs A
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -124,6 +126,8 @@ def build_replica(ctx: context.Context, methods: list[str], subsets: dict[str, t
     def keep(name: str, outputs) -> None:
         out.margins[name] = {s: margins(getattr(outputs, s)[subsets[s]], labels[s][subsets[s]]).astype(np.float32)
                              for s in SETS}
+        forget = subsets["forget"]
+        out.confidences[name] = logit_scaled_confidence(outputs.forget[forget], labels["forget"][forget])
 
     gold_rate = scoring.member_rate(ctx, refs.gold_outputs)
     keep("retrain_a", refs.gold_outputs)
@@ -196,25 +200,28 @@ def _stack(replicas: list[Replica], model: str, split: str) -> np.ndarray:
     return np.stack([rep.margins[model][split] for rep in replicas]).astype(np.float64)  # (models, samples)
 
 
+def _confidences(replicas: list[Replica], model: str) -> np.ndarray:
+    return np.stack([rep.confidences[model] for rep in replicas])  # (models, forget samples), float32
+
+
 def _distributional(replicas: list[Replica], model: str, bins: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """KLoM per set, and U-LiRA and the challenge's forgetting quality on D_f, of one population of
-    models against retrain A."""
+    """KLoM per set, U-LiRA on D_f's margins and the challenge's forgetting quality on D_f's confidences,
+    of one population of models against retrain A."""
     per_sample = {s: klom(_stack(replicas, model, s), _stack(replicas, "retrain_a", s), bins) for s in SETS}
     forget, reference = _stack(replicas, model, "forget"), _stack(replicas, "retrain_a", "forget")
+    forgetting = forgetting_quality(_confidences(replicas, model), _confidences(replicas, "retrain_a"))
     return {"klom": {s: summarize(v) for s, v in per_sample.items()}, "ulira": ulira(forget, reference),
-            "forgetting": forgetting_quality(forget, reference)}, per_sample
+            "forgetting": forgetting}, per_sample
 
 
 def add_challenge_scores(result: dict) -> None:
     """Each row's challenge score: its forgetting quality F times its mean retain and test accuracy
-    over those of the retrained population (retrain B, the floor's models); None for a population
-    written before retain accuracy was kept."""
+    over those of the retrained population (retrain B, the floor's models)."""
     floor = result["floor"]
     for row in [floor, *result["methods"].values()]:
-        known = all("retain_acc" in r and "test_acc" in r for r in (row, floor))
         row["forgetting"]["score"] = challenge_score(
             row["forgetting"]["F"], row["retain_acc"]["mean"], floor["retain_acc"]["mean"],
-            row["test_acc"]["mean"], floor["test_acc"]["mean"]) if known else None
+            row["test_acc"]["mean"], floor["test_acc"]["mean"])
 
 
 def _per_run(replicas: list[Replica], key: str) -> dict[str, dict[str, float]]:
@@ -249,6 +256,7 @@ def assemble(ctx: context.Context, replicas: list[Replica], methods: list[str],
     add_challenge_scores(result)
     for model in ["retrain_a", "retrain_b"] + methods:
         samples[f"margins/{model}"] = _stack(replicas, model, "forget").astype(np.float16)
+        samples[f"confidence/{model}"] = _confidences(replicas, model)
     result["samples"] = samples
     return result
 
