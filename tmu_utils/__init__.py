@@ -9,7 +9,7 @@ import importlib
 
 __version__ = "0.1.0"
 _PUBLIC = {"build_one_off": "library", "unlearn": "library", "request_prediction": "library",
-           "LibraryError": "library", "LIBRARY_METHODS": "library", "OneOff": "method.amortised",
+           "LibraryError": "library", "TwinSizeWarning": "library", "LIBRARY_METHODS": "library", "OneOff": "method.amortised",
            "load_dataset": "core.data", "Params": "core.params", "ParamsError": "core.params"}
 __all__ = sorted(_PUBLIC)
 

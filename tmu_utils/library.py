@@ -9,19 +9,22 @@
   NeurIPS 2023 Machine Unlearning Challenge's entry point on top of these, the validation set as holdout.
 
 Data are map-style `torch.utils.data.Dataset`s of `(image, label)`, images as float tensors in [0, 1]
-(what torchvision's ToTensor gives; any normalisation belongs inside the model). They are read through
-DataLoaders in batches. The computation is method/amortised.py's, which the pipeline runs too; nothing
-here reads a gold model.
+(what torchvision's ToTensor gives), uint8, or normalised by `Normalize(mean, std)` when both calls are
+given `normalization=(mean, std)`. They are read through DataLoaders in batches. The computation is
+method/amortised.py's, which the pipeline runs too; nothing here reads a gold model.
 """
 from __future__ import annotations
 
-from typing import Callable
+import math
+import warnings
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from .core.context import model_seeds
+from .core.input_range import InputRange
 from .core.models import Penultimate
 from .core.params import Params, ParamsError, make_params
 from .core.splits import SplitError
@@ -32,14 +35,22 @@ from .method import amortised
 from .method.amortised import OneOff
 from .method.predictor import PredictorOutput
 from .unlearning import METHODS, UnlearnTask
-from .unlearning.runner import TWIN_METHODS, artefact_name
+from .unlearning.runner import STEP_METHODS, TWIN_METHODS, artefact_name
+from .unlearning.tmu_step import step_of, step_parameters
 
 # The gold labels (tmu_oracle) and a run's random ranking (tmu_random_rank) are not a user's to give.
 LIBRARY_METHODS = tuple(m for m in METHODS if m not in ("tmu_oracle", "tmu_random_rank"))
 
 
+Normalization = tuple[Sequence[float], Sequence[float]]
+
+
 class LibraryError(ValueError):
     """An input the library cannot work with; the message says what is wrong, in one line."""
+
+
+class TwinSizeWarning(UserWarning):
+    """The twin forget set is smaller than the forget set, so the twin easy rate is a wider estimate."""
 
 
 def _params(knobs: dict) -> Params:
@@ -60,17 +71,50 @@ def _positions(dataset: Dataset) -> tuple[int, torch.Tensor] | None:
     return None
 
 
-def _images(dataset: Dataset, name: str, batch_size: int, num_workers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A (small) set's images and labels as tensors, refused with the reason when the package cannot use them."""
-    if len(dataset) == 0:
-        raise LibraryError(f"the {name} is empty")
-    x, y = DatasetImages(dataset, batch_size, num_workers)[:], read_labels(dataset, batch_size, num_workers)
-    if x.dtype != torch.uint8 and not x.is_floating_point():
-        raise LibraryError(f"the {name}'s images are {x.dtype}: give float images in [0, 1] (or uint8)")
-    if x.is_floating_point() and (x.min() < 0 or x.max() > 1):
-        raise LibraryError(f"the {name}'s images lie in [{x.min():.3g}, {x.max():.3g}], not [0, 1]: put the "
-                           "normalisation inside the model (the adversarial feature works in pixel space)")
-    return x, y
+def input_range(normalization: Normalization | None, channels: int) -> InputRange | None:
+    """Where images normalised by `normalization` live (None: [0, 1] pixels), refused when malformed."""
+    if normalization is None:
+        return None
+    try:
+        mean, std = normalization
+        return InputRange.from_normalization(mean, std, channels)
+    except (TypeError, ValueError) as e:
+        raise LibraryError(f"normalization must be (mean, std), one value or one per channel: {e}") from None
+
+
+def range_problem(x: torch.Tensor, name: str, where: InputRange | None) -> str | None:
+    """Why the images `x` of `name` are no inputs in `where` (None: [0, 1] pixels), in one line; None if they are."""
+    if x.dtype == torch.uint8:
+        return None if where is None else f"the {name}'s images are uint8 pixels, not normalised by normalization"
+    if not x.is_floating_point():
+        return f"the {name}'s images are {x.dtype}: give float images (or uint8)"
+    if not bool(torch.isfinite(x).all()):
+        return f"the {name}'s images hold NaN or infinite values"
+    if where is None:
+        if x.min() < 0 or x.max() > 1:
+            return (f"the {name}'s images lie in [{x.min():.3g}, {x.max():.3g}], not [0, 1]: give "
+                    "normalization=(mean, std) of the Normalize that made them")
+        return None
+    per_channel = x.transpose(0, 1).flatten(1)  # (C, N·H·W)
+    low, high = per_channel.amin(1).double(), per_channel.amax(1).double()
+    slack = 1e-3 * (where.high - where.low)  # float rounding of Normalize, far below one pixel level (1/255)
+    outside = ((low < where.low - slack) | (high > where.high + slack)).nonzero().flatten()
+    if len(outside):
+        c = int(outside[0])
+        return (f"the {name}'s channel {c} lies in [{low[c]:.3g}, {high[c]:.3g}], outside [{where.low[c]:.3g}, "
+                f"{where.high[c]:.3g}] where normalization puts [0, 1] pixels: is it the Normalize its data went "
+                "through?")
+    return None
+
+
+def _same_range(a: InputRange, b: InputRange | None) -> bool:
+    return b is not None and torch.allclose(a.low, b.low) and torch.allclose(a.high, b.high)
+
+
+def _check_range(x: torch.Tensor, name: str, where: InputRange | None) -> None:
+    problem = range_problem(x, name, where)
+    if problem:
+        raise LibraryError(problem)
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, device: torch.device, name: str) -> int:
@@ -85,10 +129,11 @@ def _num_classes(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, device
 
 def build_one_off(original: nn.Module, make_model: Callable[[], nn.Module] | None, members: Dataset,
                   holdout: Dataset, *, device: str | torch.device = "auto", seed: int = 0, batch_size: int = 256,
-                  num_workers: int = 0, **knobs) -> OneOff:
+                  num_workers: int = 0, normalization: Normalization | None = None, **knobs) -> OneOff:
     """TMU's one-off for `original`, trained on `members`: D_tf drawn from `holdout` (which `original`
     never saw), M_t, M_c (`make_model()` trained `curriculum_epochs` with the recipe), the twin features
-    and the predictor. `knobs` are Params fields; docs/api.md lists those that matter here."""
+    and the predictor. `normalization=(mean, std)`: the images went through `Normalize(mean, std)`.
+    `knobs` are Params fields; docs/api.md lists those that matter here."""
     params, device = _params(knobs), _device(device)
     if len(members) == 0:
         raise LibraryError("the member set is empty")
@@ -101,13 +146,18 @@ def build_one_off(original: nn.Module, make_model: Callable[[], nn.Module] | Non
     images = DatasetImages(ConcatDataset([members, holdout]), batch_size, num_workers)
     labels = read_labels(images.dataset, batch_size, num_workers)
     member_idx, holdout_idx = torch.arange(len(members)), torch.arange(len(members), len(images))
-    _num_classes(original, images[holdout_idx[:2]], labels, device, "member set or holdout")
+    first = images[holdout_idx[:2]]
+    _num_classes(original, first, labels, device, "member set or holdout")
+    where = input_range(normalization, first.shape[1])
     try:
         twin_forget = amortised.draw_twin_forget(labels, member_idx, holdout_idx, params.forget_fraction, seed)
     except SplitError:
         raise LibraryError(f"the holdout ({len(holdout)} samples) is smaller than the twin forget set it must supply "
                            f"(forget_fraction {params.forget_fraction} of {len(members)} members): give a larger "
                            "holdout or a smaller forget_fraction") from None
+    twin_forget_x = images[twin_forget]
+    _check_range(twin_forget_x, "holdout", where)
+    check_bank(params, labels[twin_forget], labels[member_idx], "member set")
     seeds = model_seeds(seed)
     idx = torch.cat([member_idx, twin_forget])
     twin_x, twin_y = images.subset(idx), labels[idx]
@@ -118,13 +168,26 @@ def build_one_off(original: nn.Module, make_model: Callable[[], nn.Module] | Non
         curriculum, cur_meta = amortised.fit_curriculum(make_model, twin_x, twin_y, params, device,
                                                         seeds["curriculum"])
     bank = member_idx[amortised.class_bank(labels[member_idx], params.bank_per_class, params.seed)]
-    payload, meta = amortised.fit_on_twin(original, twin, curriculum, images[twin_forget], labels[twin_forget],
+    payload, meta = amortised.fit_on_twin(original, twin, curriculum, twin_forget_x, labels[twin_forget],
                                           images[bank], labels[bank], params, device, seeds["unlearning"],
-                                          names=list(params.features))
+                                          names=list(params.features), input_range=where)
     one = amortised.assemble(payload, meta, curriculum, twin_meta, cur_meta, params, len(holdout))
     at = _positions(members)
-    one.member_indices = at[1] if at else None
+    one.member_indices, one.input_range = (at[1] if at else None), where
     return one
+
+
+def check_bank(params: Params, query_y: torch.Tensor, bank_y: torch.Tensor, bank_name: str) -> None:
+    """Refuse, before any training, a DF bank (drawn from `bank_name`) with fewer than knn_k samples of a
+    class the query holds."""
+    if "df" not in params.features or len(query_y) == 0:
+        return
+    counts = torch.bincount(bank_y, minlength=int(query_y.max()) + 1)[query_y.unique()]
+    if bool((counts < params.knn_k).any()):
+        c = int(query_y.unique()[counts.argmin()])
+        raise LibraryError(f"the {bank_name} has {int(counts.min())} samples of class {c}, fewer than the knn_k="
+                           f"{params.knn_k} neighbours the distance feature DF averages: lower knn_k or leave 'df' "
+                           "out of features")
 
 
 def method_params(method: str, knobs: dict) -> Params:
@@ -149,22 +212,34 @@ def request_prediction(one_off: OneOff, model: nn.Module, forget_x: torch.Tensor
     bank = amortised.class_bank(retain_y, p.bank_per_class, p.seed)
     reader = Penultimate(model) if "df" in p.features else model
     raw = amortised.raw_features(p, reader, one_off.curriculum, forget_x, forget_y, retain_x[bank], retain_y[bank],
-                                 device, names=list(p.features))
+                                 device, names=list(p.features), input_range=one_off.input_range)
     return amortised.predict_with(one_off, raw)
 
 
 def unlearn(original: nn.Module, retain: Dataset, forget: Dataset, one_off: OneOff | None = None, *,
             method: str = "tmu", device: str | torch.device = "auto", seed: int = 0, batch_size: int = 256,
-            num_workers: int = 0, **knobs) -> nn.Module:
+            num_workers: int = 0, normalization: Normalization | None = None, last_block: str | None = None,
+            **knobs) -> nn.Module:
     """One request: a copy of `original` unlearns `forget` and keeps `retain`, with `method` (TMU or a
-    baseline) at its shipped knobs overridden by `knobs`. `original` itself is left untouched."""
+    baseline) at its shipped knobs overridden by `knobs`. `original` itself is left untouched.
+    `normalization` as build_one_off's (the one-off's by default); `last_block`, a module path such as
+    "layer4.1", names the block that TMU's step `tmu_update: last_block` trains with the head."""
     params, device = method_params(method, knobs), _device(device)
     if method in TWIN_METHODS and one_off is None:
         raise LibraryError(f"method {method!r} needs the one-off: build_one_off(original, make_model, members, holdout)")
     if len(retain) == 0:
         raise LibraryError("the retain set is empty")
+    check_step(original, method, params, last_block)
     _check_disjoint(retain, forget, "forget set", "retain set")
-    forget_x, forget_y = _images(forget, "forget set", batch_size, num_workers)
+    if len(forget) == 0:
+        raise LibraryError("the forget set is empty")
+    forget_x, forget_y = DatasetImages(forget, batch_size, num_workers)[:], read_labels(forget, batch_size, num_workers)
+    where = input_range(normalization, forget_x.shape[1])
+    if one_off is not None and where is None:
+        where = one_off.input_range
+    elif one_off is not None and not _same_range(where, one_off.input_range):
+        raise LibraryError("normalization differs from the one the one-off was built with")
+    _check_range(forget_x, "forget set", where)
     retain_x, retain_y = DatasetImages(retain, batch_size, num_workers), read_labels(retain, batch_size, num_workers)
     num_classes = _num_classes(original, forget_x, torch.cat([forget_y, retain_y]), device, "forget or retain set")
     easy = proba = margins = None
@@ -173,14 +248,43 @@ def unlearn(original: nn.Module, retain: Dataset, forget: Dataset, one_off: OneO
         if one_off.member_indices is not None and at is not None and not torch.isin(at[1], one_off.member_indices).all():
             raise LibraryError(f"the forget set is not a subset of the members the one-off was built on: "
                                f"{int((~torch.isin(at[1], one_off.member_indices)).sum())} of its samples are not")
+        check_bank(one_off.params, forget_y, retain_y, "retain set")
         if len(forget) > one_off.holdout_size:
-            raise LibraryError(f"the holdout ({one_off.holdout_size} samples) is smaller than the forget set "
-                               f"({len(forget)}): the twin problem cannot stand for this request")
+            warn_twin_size(len(one_off.reference_margins), one_off.holdout_size, len(forget), one_off.twin_easy_rate)
         pred = request_prediction(one_off, original, forget_x, forget_y, retain_x, retain_y, device)
         easy, proba, margins = pred.easy, pred.proba, pred.reference_margins
     elif method == "tmu_all_hard":
         easy = torch.zeros(len(forget_y), dtype=torch.bool)
     task = UnlearnTask(original, retain_x, retain_y, forget_x, forget_y, num_classes, params, device, easy=easy,
-                       seed=model_seeds(seed)["unlearning"], easy_proba=proba, reference_margins=margins)
+                       seed=model_seeds(seed)["unlearning"], easy_proba=proba, reference_margins=margins,
+                       input_range=where, block=last_block)
     seed_everything(task.run_seed)
     return METHODS[method](task)
+
+
+def check_step(model: nn.Module, method: str, params: Params, last_block: str | None) -> None:
+    """Refuse, before any training, a TMU step whose parameters cannot be found on `model`, or a
+    `last_block` given to a step that does not train one."""
+    update = step_of(method, params)["tmu_update"] if method in STEP_METHODS else None
+    if last_block is not None and update != "last_block":
+        raise LibraryError(f"last_block={last_block!r} names the block TMU's step trains at tmu_update last_block, "
+                           f"but method {method!r} runs at tmu_update {update or 'none (not a TMU method)'}")
+    if update is not None:
+        try:
+            step_parameters(model, update, last_block)
+        except ValueError as e:
+            hint = ": name the block with last_block='module.path', or set tmu_update" if (
+                update == "last_block" and last_block is None) else ""
+            raise LibraryError(f"{e}{hint}") from None
+
+
+def warn_twin_size(twin_size: int, holdout_size: int, forget_size: int, twin_easy_rate: float) -> None:
+    """Warn that the twin easy rate, which sets how many forget samples TMU predicts easy, comes from
+    fewer samples than the forget set holds, with its binomial standard error at both sizes."""
+    def bound(n: int) -> float:  # the largest binomial standard error of a rate over n samples, at rate 1/2
+        return 0.5 / math.sqrt(n)
+
+    warnings.warn(f"the holdout has {holdout_size} samples, fewer than the forget set's {forget_size}: the twin easy "
+                  f"rate ({twin_easy_rate:.3f}), which sets how many forget samples are predicted easy, comes from a "
+                  f"twin forget set of {twin_size}, so its binomial standard error is up to {bound(twin_size):.3f} "
+                  f"instead of {bound(forget_size):.3f} at the forget set's size", TwinSizeWarning, stacklevel=3)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..core import context
+from ..core.input_range import InputRange
 from ..core.params import Params, make_params
 from ..core.splits import SplitError, _generator, stratified_subset
 from ..core.training import predict, seed_everything, train_model, true_class_margins
@@ -83,6 +84,7 @@ class OneOff:
     params: Params = field(default_factory=Params)  # the feature and predictor knobs it was built with
     holdout_size: int = 0  # |H| it drew D_tf from: a request larger than that has no twin to stand for it
     member_indices: torch.Tensor | None = None  # where known: which samples of a data set were members
+    input_range: InputRange | None = None  # where the images live, when not [0, 1] (AF's radius and clamp)
 
     def save(self, path: str | Path) -> None:
         """Tensors, state dicts and plain values only: `load` reads it with torch.load(weights_only=True)."""
@@ -91,7 +93,9 @@ class OneOff:
                     "twin_raw": self.twin_raw, "twin_easy_rate": self.twin_easy_rate,
                     "twin_cv_accuracy": self.twin_cv_accuracy, "reference_margins": self.reference_margins,
                     "timing": self.timing, "params": self.params.to_dict(), "holdout_size": self.holdout_size,
-                    "member_indices": self.member_indices}, Path(path))
+                    "member_indices": self.member_indices,
+                    "input_range": None if self.input_range is None else [self.input_range.low, self.input_range.high]},
+                   Path(path))
 
     @classmethod
     def load(cls, path: str | Path, make_model: Callable[[], nn.Module] | None = None) -> "OneOff":
@@ -107,9 +111,10 @@ class OneOff:
             curriculum = make_model()
             curriculum.load_state_dict(state["curriculum"])
             curriculum.eval()
+        bounds = state.get("input_range")  # absent from one-offs saved before normalised inputs were taken
         return cls(predictor.eval(), curriculum, state["twin_raw"], state["twin_easy_rate"], state["twin_cv_accuracy"],
                    state["reference_margins"], state["timing"], params, state["holdout_size"],
-                   state["member_indices"])
+                   state["member_indices"], None if bounds is None else InputRange(*bounds))
 
 
 def fit_twin(original: nn.Module, x: torch.Tensor, y: torch.Tensor, params: Params, device: torch.device,
@@ -131,20 +136,21 @@ def fit_curriculum(make_model: Callable[[], nn.Module], x: torch.Tensor, y: torc
 
 def raw_features(params: Params, model: nn.Module, curriculum: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
                  bank_x: torch.Tensor, bank_y: torch.Tensor, device: torch.device,
-                 names: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Raw DF/AF/CF of (x, y) under `model` and M_c, the DF bank (bank_x, bank_y) read by `model`."""
+                 names: list[str] | None = None, input_range: InputRange | None = None) -> dict[str, torch.Tensor]:
+    """Raw DF/AF/CF of (x, y) under `model` and M_c, the DF bank (bank_x, bank_y) read by `model`; AF's
+    radius and clamp in `input_range` (None: images in [0, 1])."""
     names = list(feats.FEATURE_NAMES) if names is None else names
     return feats.compute_features(model, curriculum, x, y, bank_x, bank_y, names, params.knn_k, params.adv_steps,
-                                  params.adv_eps, device)
+                                  params.adv_eps, device, input_range=input_range)
 
 
 def fit_on_twin(original: nn.Module, twin: nn.Module, curriculum: nn.Module | None, tx: torch.Tensor,
                 ty: torch.Tensor, bank_x: torch.Tensor, bank_y: torch.Tensor, params: Params, device: torch.device,
-                seed: int, names: list[str] | None = None) -> tuple[dict, dict]:
+                seed: int, names: list[str] | None = None, input_range: InputRange | None = None) -> tuple[dict, dict]:
     """The twin features of D_tf (`tx`, `ty`) under M_t and M_c, their labels (is M_o right?), M_o's
     margins there, and the predictor fitted on them: (payload, meta)."""
     start = time.perf_counter()
-    twin_raw = raw_features(params, twin, curriculum, tx, ty, bank_x, bank_y, device, names)
+    twin_raw = raw_features(params, twin, curriculum, tx, ty, bank_x, bank_y, device, names, input_range)
     labels = generalization_labels(original, tx, ty, device)
     reference_margins = true_class_margins(predict(original, tx, device), ty)
     features_s = time.perf_counter() - start

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.input_range import InputRange
 from ..core.training import full_precision, predict, to_input
 
 FEATURE_NAMES = ("df", "af", "cf")
@@ -50,13 +51,17 @@ def distance_feature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bank_x:
 
 
 def adversarial_feature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, eps: float,
-                        device: torch.device, batch_size: int = 1024) -> torch.Tensor:
-    """AF(x) = CE(f(x_adv), y) − CE(f(x), y) after `steps` of L∞ PGD of radius eps (step eps/3)."""
+                        device: torch.device, batch_size: int = 1024,
+                        input_range: InputRange | None = None) -> torch.Tensor:
+    """AF(x) = CE(f(x_adv), y) − CE(f(x), y) after `steps` of L∞ PGD of radius eps (step eps/3), eps in
+    pixel units: images in [0, 1] (`input_range` None), or per channel in `input_range`'s units and bounds."""
     model.to(device).eval()
     out = []
     with full_precision(device):  # float32 losses, even inside an autocast region
         for i in range(0, len(x), batch_size):
             clean, yb = to_input(x[i:i + batch_size], device), y[i:i + batch_size].to(device)
+            # plain floats for [0, 1] images: the same arithmetic as before normalised inputs were taken
+            radius = eps if input_range is None else input_range.pixels(eps, clean)
             with torch.no_grad():
                 clean_loss = F.cross_entropy(model(clean), yb, reduction="none")
             adv = clean.clone()
@@ -65,8 +70,9 @@ def adversarial_feature(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step
                 loss = F.cross_entropy(model(adv), yb)
                 (grad,) = torch.autograd.grad(loss, adv)
                 with torch.no_grad():
-                    adv = adv + (eps / 3) * grad.sign()
-                    adv = torch.min(torch.max(adv, clean - eps), clean + eps).clamp(0, 1)
+                    adv = adv + (radius / 3) * grad.sign()
+                    adv = torch.min(torch.max(adv, clean - radius), clean + radius)
+                    adv = adv.clamp(0, 1) if input_range is None else input_range.clamp(adv)
             with torch.no_grad():
                 out.append((F.cross_entropy(model(adv), yb, reduction="none") - clean_loss).cpu())
     return torch.cat(out)
@@ -79,13 +85,14 @@ def curriculum_feature(curriculum: nn.Module, x: torch.Tensor, y: torch.Tensor, 
 
 def compute_features(model: nn.Module, curriculum: nn.Module | None, x: torch.Tensor, y: torch.Tensor,
                      bank_x: torch.Tensor, bank_y: torch.Tensor, names: list[str], knn_k: int,
-                     adv_steps: int, adv_eps: float, device: torch.device) -> dict[str, torch.Tensor]:
-    """The raw (unscaled) features named in `names`, each (N,)."""
+                     adv_steps: int, adv_eps: float, device: torch.device,
+                     input_range: InputRange | None = None) -> dict[str, torch.Tensor]:
+    """The raw (unscaled) features named in `names`, each (N,); `input_range` as adversarial_feature's."""
     raw = {}
     if "df" in names:
         raw["df"] = distance_feature(model, x, y, bank_x, bank_y, knn_k, device)
     if "af" in names:
-        raw["af"] = adversarial_feature(model, x, y, adv_steps, adv_eps, device)
+        raw["af"] = adversarial_feature(model, x, y, adv_steps, adv_eps, device, input_range=input_range)
     if "cf" in names:
         if curriculum is None:
             raise ValueError("the curriculum feature CF needs the curriculum model M_c")

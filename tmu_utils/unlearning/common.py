@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..core.input_range import InputRange
 from ..core.params import Params
 from ..core.training import predict, to_input
 
@@ -36,6 +37,8 @@ class UnlearnTask:
     # called as on_epoch(epochs_done, model) after each epoch by the methods in EPOCH_PREFIX (the tuner
     # reads shorter runs off a longer one); it must leave the model and every generator as it found them
     on_epoch: Callable[[int, nn.Module], None] | None = None
+    input_range: InputRange | None = None  # where the images live when not [0, 1]: the input noise's units and clamp
+    block: str | None = None  # the module path `tmu_update: last_block` trains (with the head); None: the last block
 
     @property
     def run_seed(self) -> int:

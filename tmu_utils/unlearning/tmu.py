@@ -46,7 +46,7 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
     restricted `tmu_update` only that part of the model is trained (tmu_step.py)."""
     p, device = task.params, task.device
     x, source = on_device(task, x, source)
-    opt = unlearn_optimizer(model, p, trained=restrict(model, p.tmu_update))
+    opt = unlearn_optimizer(model, p, trained=restrict(model, p.tmu_update, task.block))
     # noise only where there are EASY rows to draw it for (hard_only's pool has none): the draws come
     # from a generator of their own, so skipping them changes nothing else
     noisy = p.noise_std > 0 and bool((source == EASY).any())
@@ -55,7 +55,7 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
     # after every step), so its outputs (`inputs`) are computed once per pool row and the epochs run
     # only what the step trains (`forward`); None: the whole model runs on every batch.
     forward, inputs = model, None
-    split = None if noisy else frozen_split(model, p.tmu_update)
+    split = None if noisy else frozen_split(model, p.tmu_update, task.block)
     if split is not None:
         prefix, rest = split
         inputs = _prefix_outputs(task, prefix, x)
@@ -76,8 +76,11 @@ def fine_tune(task: UnlearnTask, model: nn.Module, x: torch.Tensor, source: torc
             if noise_gen is not None:
                 # Fresh noise each step on easy samples: keep them right without the extra
                 # confidence a membership-inference attack would read (docs/method.md).
-                noise = torch.randn(xb.shape, generator=noise_gen, device=device) * p.noise_std
-                xb = torch.where((sb == EASY)[:, None, None, None], (xb + noise).clamp(0, 1), xb)
+                # (noise_std in pixel units: the task's input range scales it and bounds the result)
+                noise = torch.randn(xb.shape, generator=noise_gen, device=device)
+                noisy_xb = ((xb + noise * p.noise_std).clamp(0, 1) if task.input_range is None else
+                            task.input_range.clamp(xb + noise * task.input_range.pixels(p.noise_std, xb)))
+                xb = torch.where((sb == EASY)[:, None, None, None], noisy_xb, xb)
             logits = forward(xb)
             losses = row_losses(logits, idx, sb)
             if teacher is not None:

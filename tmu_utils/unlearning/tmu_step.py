@@ -4,7 +4,9 @@ on labels and updates every weight; in the 16-replica population that alone (pla
 easier to tell from retraining than doing nothing. Three knobs change only what must change:
 - `tmu_retain_loss: distill`: the retain rows are held to M_o's own softmax (KL, as SCRUB's
   min-step) instead of being re-fitted to their labels, so their margins are not sharpened;
-- `tmu_update`: `head`, `last_block` (the last parameterised block of the body plus the head) or
+- `tmu_update`: `head`, `last_block` (the last block of the body plus the head: the body's last
+  parameterised child, or on a model without `body` the last block before the head, or a block the
+  caller names by its module path) or
   `bn` (BatchNorm's affine parameters) are the only weights updated; every other parameter and every
   BatchNorm statistic stays bit for bit as M_o has it;
 - `tmu_calibrate`: the predicted-easy forget samples join the pool with a margin target: M_o's
@@ -68,8 +70,30 @@ def _parameterised_children(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.children() if any(True for _ in m.parameters())]
 
 
-def step_parameters(model: nn.Module, update: str) -> list[nn.Parameter]:
-    """The parameters the step updates under `tmu_update` (ValueError where the model has none such)."""
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+def _block_before(module: nn.Module, head: nn.Module) -> nn.Module | None:
+    """The last parameterised child of `module` registered before `head` (looked for inside the child
+    that holds the head), descending through containers: a block, not a leaf, so torchvision's
+    resnet18 gives layer4[1], not its last BatchNorm."""
+    last = None
+    for child in module.children():
+        if child is head:
+            break
+        if any(m is head for m in child.modules()):
+            last = _block_before(child, head) or last
+            break
+        if any(True for _ in child.parameters()):
+            last = child
+    while type(last) in CONTAINERS:  # exactly: a Sequential subclass (torchvision's Conv2dNormActivation) is a block
+        last = _parameterised_children(last)[-1]
+    return last
+
+
+def step_parameters(model: nn.Module, update: str, block: str | None = None) -> list[nn.Parameter]:
+    """The parameters the step updates under `tmu_update` (ValueError where the model has none such);
+    `block`, a module path, names the block `last_block` trains."""
     if update == "all":
         return list(model.parameters())
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -80,13 +104,18 @@ def step_parameters(model: nn.Module, update: str) -> list[nn.Parameter]:
             raise ValueError("tmu_update head: the model has no `head` and no nn.Linear layer")
         return list(head.parameters())
     if update == "last_block":
-        body = getattr(model, "body", None)
-        blocks = _parameterised_children(body) if isinstance(body, nn.Module) else [
-            m for m in model.modules() if not list(m.children()) and any(True for _ in m.parameters(recurse=False))
-            and m is not head]
-        if head is None or not blocks:
+        if block is not None:
+            try:
+                chosen = model.get_submodule(block)
+            except AttributeError:
+                raise ValueError(f"tmu_update last_block: the model has no module {block!r}") from None
+        else:
+            body = getattr(model, "body", None)
+            chosen = (_parameterised_children(body) or [None])[-1] if isinstance(body, nn.Module) else (
+                _block_before(model, head) if head is not None else None)
+        if head is None or chosen is None:
             raise ValueError("tmu_update last_block: the model has no head with a parameterised block before it")
-        return list(blocks[-1].parameters()) + list(head.parameters())
+        return list({id(p): p for p in [*chosen.parameters(), *head.parameters()]}.values())
     if update == "bn":
         affine = [p for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine
                   for p in m.parameters(recurse=False)]
@@ -97,10 +126,10 @@ def step_parameters(model: nn.Module, update: str) -> list[nn.Parameter]:
     raise ValueError(f"tmu_update must be one of all, head, last_block, bn; got {update!r}")
 
 
-def restrict(model: nn.Module, update: str) -> list[nn.Parameter]:
+def restrict(model: nn.Module, update: str, block: str | None = None) -> list[nn.Parameter]:
     """Freeze everything the step must not change; return what it trains. A restricted step also keeps
     every BatchNorm layer in eval mode, so its running statistics stay M_o's."""
-    trained = step_parameters(model, update)
+    trained = step_parameters(model, update, block)
     if update != "all":
         chosen = {id(p) for p in trained}
         for p in model.parameters():
@@ -122,7 +151,7 @@ class _Prefix(nn.Module):
         return self.layers((x - self.mean) / self.std)
 
 
-def frozen_split(model: nn.Module, update: str) -> tuple[nn.Module, nn.Module] | None:
+def frozen_split(model: nn.Module, update: str, block: str | None = None) -> tuple[nn.Module, nn.Module] | None:
     """(prefix, rest) with model(x) == rest(prefix(x)), where a restricted step (`head`, `last_block`)
     trains only `rest` and the prefix is a fixed function: none of its parameters trained, its
     BatchNorm layers in eval mode (`restrict` puts them there), no dropout. The step can then compute
@@ -132,7 +161,7 @@ def frozen_split(model: nn.Module, update: str) -> tuple[nn.Module, nn.Module] |
     body = getattr(model, "body", None)
     if update not in ("head", "last_block") or not isinstance(body, nn.Sequential) or not hasattr(model, "mean"):
         return None
-    trained = {id(p) for p in step_parameters(model, update)}
+    trained = {id(p) for p in step_parameters(model, update, block)}
     layers = list(body.children())
     first = next((i for i, m in enumerate(layers) if any(id(p) in trained for p in m.parameters())), len(layers))
     prefix = layers[:first]
