@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from tmu_utils.experiments.tuning import criterion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from auto_vs_table import REPO, run_in as run  # noqa: E402  (a sibling script: resume-or-run one run)
+from twin_vs_table import REPO, run_in as run  # noqa: E402  (a sibling script: resume-or-run one run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,53 +126,54 @@ def test_a_fixed_run_hands_each_method_its_row(table, monkeypatch):
                     "scrub": (flat.unlearn_lr, flat.unlearn_epochs, flat.hard_repeat)}
 
 
-def test_auto_reads_the_table_where_it_was_tuned_and_tunes_on_the_twin_problem_elsewhere():
+def test_auto_reads_the_table_on_every_data_set_and_twin_tuning_runs_when_asked():
     default = load_params(DEFAULT)
-    assert default.tuning == "auto" and tuning_mode(default) == "fixed"  # Fashion-MNIST, small_cnn: tuned there
+    assert default.tuning == "auto" and tuning_mode(default) == "fixed"
     assert tuning_mode(load_params(PARAMS_DIR / "demo.yaml")) == "fixed"
-    for other in ("dataset=mnist", "arch=mlp", "dataset=cifar10"):
-        assert tuning_mode(load_params(DEFAULT, [other])) == "twin", other
-    assert tuning_mode(load_params(DEFAULT, ["dataset=mnist", "tuning=fixed"])) == "fixed"  # asked for
-    assert tuning_mode(load_params(DEFAULT, ["dataset=mnist", "fixed_knobs=none"])) == "fixed"  # shared fields
+    for other in ("dataset=mnist", "arch=mlp", "dataset=cifar10"):  # natural images too: the table aligned better
+        assert tuning_mode(load_params(DEFAULT, [other])) == "fixed", other
+        assert tuning_grids.tuned_elsewhere(load_params(DEFAULT, [other])) == {"dataset": "fashion_mnist",
+                                                                               "arch": "small_cnn"}
+    assert tuning_grids.tuned_elsewhere(default) is None  # where the table was tuned
+    assert tuning_grids.tuned_elsewhere(load_params(DEFAULT, ["dataset=mnist", "fixed_knobs=none"])) is None
     assert tuning_mode(load_params(DEFAULT, ["tuning=twin"])) == "twin"
     assert tuning_grids.fixed_table("default") and "tuned_for" not in tuning_grids.fixed_table("default")
 
 
 def test_a_table_without_tuned_for_holds_everywhere(table):
-    assert tuning_mode(load_params(DEFAULT, ["fixed_knobs=test", "dataset=mnist"])) == "fixed"
+    assert tuning_grids.tuned_elsewhere(load_params(DEFAULT, ["fixed_knobs=test", "dataset=mnist"])) is None
 
 
-def test_an_auto_run_on_data_the_table_was_not_tuned_for_tunes_every_method(tmp_path, capsys):
+def test_an_auto_run_on_data_the_table_was_not_tuned_for_reads_it_and_says_so(tmp_path, capsys):
     # smoke's mlp is not the default table's small_cnn
-    code = main(["run", str(SMOKE), "--set", "fixed_knobs=default", "--set", "tune_budget=1", "--set",
-                 "methods=[original,retrain,tmu,finetune]", "--set", f"cache_dir={tmp_path / 'cache'}",
-                 "--out", str(tmp_path / "run"), "--direct", "--quiet"])
+    code = main(["run", str(SMOKE), "--set", "fixed_knobs=default", "--set", "methods=[original,retrain,tmu,finetune]",
+                 "--set", f"cache_dir={tmp_path / 'cache'}", "--out", str(tmp_path / "run"), "--direct", "--quiet"])
     assert code == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["params"]["tuning"] == "auto" and results["tuning_mode"] == "twin"
-    assert {m: len(r["grid"]) for m, r in results["tuning"].items()} == {"tmu": 1, "finetune": 1}
-    assert "tuning: auto -> twin" in capsys.readouterr().out
+    assert results["params"]["tuning"] == "auto" and results["tuning_mode"] == "fixed" and "tuning" not in results
+    row = tuning_grids.fixed_table("default")["finetune"]
+    assert results["methods"]["finetune"]["knobs"] == row  # the table's row ran
+    assert "tuned on fashion_mnist/small_cnn, run on fashion_mnist/mlp" in capsys.readouterr().out
 
 
-def test_auto_vs_table_script_runs_both_modes_and_resumes(benchmark_script, tmp_path):
-    script = benchmark_script("auto_vs_table")
+def test_twin_vs_table_script_runs_both_modes_and_resumes(benchmark_script, tmp_path):
+    script = benchmark_script("twin_vs_table")
     argv = [str(SMOKE), "--seeds", "0", "--out", str(tmp_path / "out"), "--set", "fixed_knobs=default",
             "--set", "tune_budget=1", "--set", "methods=[original,retrain,tmu,finetune]",
             "--set", f"cache_dir={tmp_path / 'cache'}"]
     assert script.main(argv) == 0
     text = (tmp_path / "out" / "summary.md").read_text()
-    # smoke's mlp is not the table's small_cnn: auto twin-tunes, fixed reads the table anyway
-    assert "`tuning: auto` ran as ['twin'], `tuning: fixed` as ['fixed']" in text
+    assert "`tuning: twin` ran as ['twin'], `tuning: fixed` as ['fixed']" in text
     assert "| tmu |" in text and "| finetune |" in text and "- seed 0: tmu {" in text
     assert "| seed | twin easy rate |" in text and "\n| 0 | 0." in text  # the predictor's rates per seed
     assert "- seed 0: none" in text  # one grid point tried: no knob can sit on an edge
-    stamp = (tmp_path / "out" / "auto" / "0" / "results.json").stat().st_mtime_ns
+    stamp = (tmp_path / "out" / "twin" / "0" / "results.json").stat().st_mtime_ns
     assert script.main(argv) == 0  # complete seeds are read, not run again
-    assert (tmp_path / "out" / "auto" / "0" / "results.json").stat().st_mtime_ns == stamp
+    assert (tmp_path / "out" / "twin" / "0" / "results.json").stat().st_mtime_ns == stamp
 
 
-def test_auto_twin_tunes_end_to_end_on_an_rgb_imagefolder(tmp_path):
-    """New data as a user brings it (RGB images in class folders): auto tunes every method there."""
+def test_twin_tuning_runs_end_to_end_on_an_rgb_imagefolder(tmp_path):
+    """New data as a user brings it (RGB images in class folders): twin tuning tunes every method there."""
     import numpy as np
     from PIL import Image
 
@@ -185,7 +186,7 @@ def test_auto_twin_tunes_end_to_end_on_an_rgb_imagefolder(tmp_path):
                 pixels = np.clip(color + rng.normal(0, 40, (16, 16, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels, "RGB").save(tmp_path / "data" / split / f"c{c}" / f"{i}.png")
     overrides = ["dataset=imagefolder", f"data_dir={tmp_path / 'data'}", "image_size=16", "train_limit=0",
-                 "test_limit=0", "fixed_knobs=default", "arch=small_cnn", "tune_budget=1",
+                 "test_limit=0", "fixed_knobs=default", "arch=small_cnn", "tuning=twin", "tune_budget=1",
                  "methods=[original,retrain,tmu,finetune,neggrad]", f"cache_dir={tmp_path / 'cache'}"]
     argv = ["run", str(SMOKE), "--out", str(tmp_path / "run"), "--direct", "--quiet"]
     assert main(argv + [a for o in overrides for a in ("--set", o)]) == 0
@@ -195,8 +196,8 @@ def test_auto_twin_tunes_end_to_end_on_an_rgb_imagefolder(tmp_path):
     assert results["methods"]["original"]["test_acc"] > 0.5  # a model that learnt the data, not noise
 
 
-def test_auto_vs_table_names_knobs_chosen_on_an_edge_of_the_values_tried(benchmark_script):
-    script = benchmark_script("auto_vs_table")
+def test_twin_vs_table_names_knobs_chosen_on_an_edge_of_the_values_tried(benchmark_script):
+    script = benchmark_script("twin_vs_table")
     tuned = {"grid": [{"lr": 1, "k": 2}, {"lr": 3, "k": 2}, {"lr": 2, "k": 5}, {"lr": 2, "k": 4}],
              "chosen": {"lr": 3, "k": 4}}
     assert script.grid_edges(tuned) == ["lr=3 (highest)"]

@@ -49,7 +49,7 @@ class Params:
     forget_fraction: float = 0.1  # share of the members (random) or of one class's members (class_subset)
     forget_class: int = 0  # the class used by the class scenarios
     # --- models and training (docs/method.md: seeds) ---
-    arch: str = "small_cnn"  # small_cnn | mlp | resnet18
+    arch: str = "small_cnn"  # small_cnn | mlp | resnet18 | resnet9 (a compact residual CNN for CPU-scale CIFAR-10)
     epochs: int = 20  # epochs for the original and gold models
     batch_size: int = 256  # training batch size
     optimizer: str = "adam"  # adam | sgd: the optimiser of the training recipe
@@ -110,7 +110,7 @@ class Params:
     salun_sparsity: float = 0.5  # share of weights kept trainable by SalUn's saliency mask
     l1_sparse_alpha: float = 5e-4  # initial L1 penalty of l1_sparse, decays linearly to 0
     # --- tuning (docs/tuning.md) ---
-    # auto is fixed where the fixed_knobs table was tuned for this data set and architecture, else twin
+    # auto is fixed on every data set: on natural images twin tuning chose too short a step (docs/tuning.md)
     tuning: str = "auto"  # auto | fixed | twin: each method at its fixed_knobs row, or tuned on the twin problem
     # 6: at the tuning seeds within 0.004 ToW of 8 for all but the hard flip, for 2x a fixed run, not 2.2x
     tune_budget: int = 6  # grid points every method gets when tuning on the twin problem (1 to 16)

@@ -58,8 +58,8 @@ def check(params: Params, n_requests: int, request_size: int | None, gold_every:
         raise ParamsError(f"request streams need forget_scenario 'random' (the twin is drawn independently of "
                           f"the requests); got {params.forget_scenario!r}")
     if tuning_mode(params) != "fixed":
-        raise ParamsError(f"request streams run at fixed knobs, and tuning {params.tuning!r} tunes on the twin problem "
-                          f"for {params.dataset}/{params.arch}: set tuning=fixed")
+        raise ParamsError(f"request streams run at fixed knobs, and tuning {params.tuning!r} tunes on the twin problem: "
+                          "set tuning=fixed (or auto)")
     bad = [m for m in stream_methods(params) if m in NOT_IN_STREAMS]
     if bad:
         raise ParamsError(f"method {bad[0]!r} cannot run in a stream ({', '.join(NOT_IN_STREAMS)} cannot)")

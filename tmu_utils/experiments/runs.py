@@ -20,7 +20,7 @@ from ..method.generalization import tmu_predict_easy
 from ..method.predictor import PredictorOutput, quality_report
 from ..unlearning import runner
 from .tuning import method_context, ran_knobs, tune_methods
-from .tuning_grids import tuning_mode
+from .tuning_grids import tuned_elsewhere, tuning_mode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,10 +73,11 @@ def evaluate(ctx: context.Context) -> dict:
                                "seeds": {"splits": params.seed, "original": ctx.seeds["original"],
                                          "gold": ctx.seeds["gold"], "gold2": ctx.seeds["gold2"]},
                                "tuning_mode": tuning_mode(params), "complete": False}
-    if params.tuning == "auto" and results["tuning_mode"] == "twin":
-        print(f"tuning: auto -> twin: the fixed knobs ({params.fixed_knobs}) were not tuned for "
-              f"{params.dataset}/{params.arch}, so every method is tuned on this run's twin problem "
-              "(docs/tuning.md; tuning=fixed skips it)", flush=True)
+    elsewhere = tuned_elsewhere(params) if results["tuning_mode"] == "fixed" else None
+    if elsewhere:
+        print(f"tuning: fixed knobs ({params.fixed_knobs}) tuned on {elsewhere['dataset']}/{elsewhere['arch']}, "
+              f"run on {params.dataset}/{params.arch}: on natural images they aligned better than twin tuning did "
+              "(docs/tuning.md); tuning=twin tunes every method on this run's twin problem instead", flush=True)
     refs = references(ctx)
     results["timing"] = dict(refs.timing)
     gold_rate = member_rate(ctx, refs.gold_outputs)
