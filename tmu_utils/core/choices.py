@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ARCHS = ("small_cnn", "mlp", "resnet18")
+ARCHS = ("small_cnn", "mlp", "resnet18", "resnet9")
 FEATURES = ("df", "af", "cf")
 FORGET_SCENARIOS = ("random", "class_subset", "class")
 UNLEARNING_METHODS = (

@@ -88,7 +88,44 @@ def resnet18(num_classes: int, in_channels: int, image_size: int) -> Classifier:
     return Classifier(nn.Sequential(*layers), nn.Linear(512, num_classes), in_channels)
 
 
-MODELS = {"small_cnn": small_cnn, "mlp": mlp, "resnet18": resnet18}
+def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class Residual(nn.Module):
+    """x + block(x): one residual block (what `tmu_update: last_block` updates in resnet9)."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+# The width resnet9 is built at: chosen on held-out training images by benchmarks/cifar10_recipe.py
+# (benchmarks/results/cifar10_recipe/), the accuracy a 2-core CPU buys within minutes per model.
+RESNET9_WIDTH = 16
+
+
+def resnet9(num_classes: int, in_channels: int, image_size: int, width: int = RESNET9_WIDTH) -> Classifier:
+    """A compact residual CNN for 32x32 images at CPU scale (the ResNet-9 layout of fast CIFAR-10
+    training): three pooled stages of width w, 2w, 4w, 8w and two residual blocks, with BatchNorm.
+    About 24 M multiply-adds per 32x32 image at w = 16, against 556 M for resnet18."""
+    w = width
+    body = nn.Sequential(
+        *_conv_bn(in_channels, w),  # (B, w, H, W)
+        *_conv_bn(w, 2 * w), nn.MaxPool2d(2),  # (B, 2w, H/2, W/2)
+        Residual(nn.Sequential(*_conv_bn(2 * w, 2 * w), *_conv_bn(2 * w, 2 * w))),
+        *_conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),  # (B, 4w, H/4, W/4)
+        *_conv_bn(4 * w, 8 * w), nn.MaxPool2d(2),  # (B, 8w, H/8, W/8)
+        Residual(nn.Sequential(*_conv_bn(8 * w, 8 * w), *_conv_bn(8 * w, 8 * w))),
+        GlobalAveragePool(),  # (B, 8w)
+    )
+    return Classifier(body, nn.Linear(8 * w, num_classes), in_channels)
+
+
+MODELS = {"small_cnn": small_cnn, "mlp": mlp, "resnet18": resnet18, "resnet9": resnet9}
 
 
 def build_model(arch: str, num_classes: int, in_channels: int, image_size: int) -> Classifier:
