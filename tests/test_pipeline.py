@@ -46,6 +46,9 @@ def test_results_json_schema(smoke_run):
     assert set(on_disk["timing"]) >= {"original_s", "gold_s", "twin_s", "curriculum_s", "features_s", "predictor_s"}
     assert list(on_disk["methods"]) == list(DEFAULT_METHODS)
     for name, metrics in on_disk["methods"].items():
+        knobs = metrics.pop("knobs", None)  # the knobs a method ran with; the references have none
+        assert (knobs is None) == (name in ("original", "retrain")) and all(isinstance(v, (int, float))
+                                                                            for v in (knobs or {}).values()), name
         assert set(metrics) == set(METRIC_KEYS), name
         for key, value in metrics.items():
             if not (name == "original" and key in ("rte", "rte_with_one_off")):

@@ -282,11 +282,10 @@ def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaul
     assert tuning_grids.fixed_table("smoke") == written["median"]  # the table `fixed_knobs: smoke` would read
     import yaml
 
-    # and what it holds for: `tuning: auto` reads it for smoke's data set and architecture only
+    # and what it was tuned for, which a run on other data or another architecture names
     assert yaml.safe_load((out / "smoke.yaml").read_text())["tuned_for"] == {"dataset": "fashion_mnist", "arch": "mlp"}
-    smoke = load_params(SMOKE, ["fixed_knobs=smoke"])
-    assert tuning_grids.tuning_mode(smoke) == "fixed"
-    assert tuning_grids.tuning_mode(load_params(SMOKE, ["fixed_knobs=smoke", "arch=small_cnn"])) == "twin"
+    assert tuning_grids.tuned_elsewhere(load_params(SMOKE, ["fixed_knobs=smoke"])) is None
+    assert tuning_grids.tuned_elsewhere(load_params(SMOKE, ["fixed_knobs=smoke", "arch=small_cnn"]))["arch"] == "mlp"
     for method, knobs in written["median"].items():
         assert knobs == written["seeds"]["100"][method]["chosen"]  # one seed: its own choice
         assert knobs in written["seeds"]["100"][method]["grid"]
