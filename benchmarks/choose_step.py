@@ -14,11 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
-from tmu_utils.core import context
-from tmu_utils.core.params import load_params
+from torch import nn
+
+from tmu_utils.core.params import Params
 from tmu_utils.experiments import tuning
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tuning_seeds import tune_seed  # noqa: E402  (a sibling module: one seed's twin tuning)
 
 REPO = Path(__file__).resolve().parent.parent
 # `tmu` is the reference step here (the params file's step knobs are overridden); tmu_bn is left out
@@ -40,17 +45,16 @@ def chosen_at(record: dict, criterion: str) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
-def tune_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict]:
-    """Per candidate at one seed: for each criterion the knobs it chooses and their ToW, AD, distance."""
-    params = load_params(path, overrides + REFERENCE + [f"seed={seed}", "tuning=twin", "progress=false"])
-    ctx = context.prepare(params)
-    original, _ = context.original_model(ctx)
+def candidates(params: Params, original: nn.Module) -> list[str]:
+    """CANDIDATES, without tmu_bn where the model has no BatchNorm."""
     has_bn = any("BatchNorm" in type(m).__name__ for m in original.modules())
-    methods = [m for m in CANDIDATES if m != "tmu_bn" or has_bn]
-    records, _ = tuning.tune_methods(ctx, original, methods)
+    return [m for m in CANDIDATES if m != "tmu_bn" or has_bn]
+
+
+def choices_per_criterion(records: dict[str, dict]) -> dict[str, dict]:
+    """Per candidate at one seed: for each criterion the knobs it chooses and their ToW, AD, distance."""
     out = {}
-    for method in methods:
-        record = records[method]
+    for method, record in records.items():
         out[method] = {}
         for criterion in ("alignment", "margins"):
             i = chosen_at(record, criterion)
@@ -117,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     per_seed = {}
     for seed in args.seeds:
-        per_seed[seed] = tune_seed(args.params, args.overrides, seed)
+        _, records = tune_seed(args.params, args.overrides, seed, forced=REFERENCE, methods=candidates)
+        per_seed[seed] = choices_per_criterion(records)
         print(f"seed {seed}: " + "; ".join(f"{m} {r['margins']['margin_distance']:.3f}"
                                            for m, r in per_seed[seed].items()), flush=True)
     decision = decide(per_seed)

@@ -15,24 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
-from tmu_utils.core import context
-from tmu_utils.core.params import load_params
-from tmu_utils.experiments import tuning
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tuning_seeds import tune_seed  # noqa: E402  (a sibling module: one seed's twin tuning)
 
 REPO = Path(__file__).resolve().parent.parent
 # tmu_target value -> method tuned
 VARIANTS = {"hard": "tmu", "soft": "tmu_soft", "margin": "tmu_margin", "hard_only": "tmu_hard_only"}
+# `tmu` is the hard variant here whatever the params file says
+FORCED = ["tmu_target=hard"]
 
 
-def tune_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict]:
+def best_per_variant(records: dict[str, dict]) -> dict[str, dict]:
     """Per variant, the best twin score of its tuning at one seed, with the knobs that reached it."""
-    # tmu_target=hard: `tmu` is the hard variant here whatever the params file says
-    params = load_params(path, overrides + [f"seed={seed}", "tuning=twin", "progress=false", "tmu_target=hard"])
-    ctx = context.prepare(params)
-    original, _ = context.original_model(ctx)
-    records, _ = tuning.tune_methods(ctx, original, list(VARIANTS.values()))
     out = {}
     for variant, method in VARIANTS.items():
         record = records[method]
@@ -74,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     per_seed = {}
     for seed in args.seeds:
-        per_seed[seed] = tune_seed(args.params, args.overrides, seed)
+        _, records = tune_seed(args.params, args.overrides, seed, forced=FORCED,
+                               methods=lambda params, original: list(VARIANTS.values()))
+        per_seed[seed] = best_per_variant(records)
         print(f"seed {seed}: " + "; ".join(f"{v} {r['best_score']:.4f} {r['chosen']}"
                                            for v, r in per_seed[seed].items()), flush=True)
     best, means = winner(per_seed)

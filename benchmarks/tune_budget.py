@@ -7,7 +7,8 @@ Run: python -m tmu_utils sweep params/sweeps/tune_budget.yaml --out DIR --direct
 Reads DIR/tune_budget=<b>/<seed>/results.json and writes <out>/budget.md: per method and budget the
 mean over seeds of ToW, AD and Δforget against the gold model, and per method the seeds' ToW
 differences between each budget and the largest (the same models at every budget, so the
-difference is the tuner's alone). The cost of a budget is benchmarks/tuning_cost.py's to measure.
+difference is the tuner's alone). The cost of budgets 6 and 8 is in benchmarks/results/tuning/cost_*.md
+(made by benchmarks/tuning_cost.py at commit fc701ba, removed since).
 """
 from __future__ import annotations
 

@@ -18,30 +18,31 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import yaml
 
-from tmu_utils.core import context
 from tmu_utils.core.choices import FIXED_KNOBS_DIR, fixed_knobs_path
 from tmu_utils.core.params import Params, load_params
-from tmu_utils.experiments import tuning, tuning_grids
+from tmu_utils.experiments.tuning import grids as tuning_grids
 from tmu_utils.unlearning import runner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tuning_seeds import tune_seed  # noqa: E402  (a sibling module: one seed's twin tuning)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 # Grid points per method of the tunings a table is derived from.
 TABLE_BUDGET = 8
+# each method at its own twin choice, not at a fixed-knobs table's
+FORCED = ["fixed_knobs=none"]
 
 
-def tune_seed(path: str, overrides: list[str], seed: int) -> dict[str, dict]:
-    """The tuning records of every tunable method for one seed of the params file, by stored name."""
-    params = load_params(path, overrides + [f"seed={seed}", "tuning=twin", "progress=false", "fixed_knobs=none"])
-    ctx = context.prepare(params)
-    original, _ = context.original_model(ctx)
-    records, _ = tuning.tune_methods(ctx, original, params.methods)
-    # the controls run at tmu's knobs (tuning_grids.TUNED_AS): no choice of their own to report
+def by_stored_name(params: Params, records: dict[str, dict]) -> dict[str, dict]:
+    """One seed's tuning records of every tunable method, by stored name."""
+    # the controls run at tmu's knobs (tuning.grids.tuned_as): no choice of their own to report
     return {runner.artefact_name(m, params): r for m, r in records.items() if "tuned_as" not in r}
 
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = args.overrides + [f"tune_budget={args.budget}"]
     per_seed = {}
     for seed in args.seeds:
-        per_seed[seed] = tune_seed(args.params, overrides, seed)
+        params, records = tune_seed(args.params, overrides, seed, forced=FORCED)
+        per_seed[seed] = by_stored_name(params, records)
         print(f"seed {seed}: " + "; ".join(f"{m} {r['chosen']}" for m, r in per_seed[seed].items()), flush=True)
     defaults = load_params(args.params, overrides + ["fixed_knobs=none"])
     chosen = medians(per_seed)

@@ -31,13 +31,13 @@ from tmu_utils.evaluation import scoring
 from tmu_utils.evaluation.metrics import accuracy
 from tmu_utils.experiments import notebooks, runs
 from tmu_utils.experiments.checks import research_check
-from tmu_utils.experiments.tuning import method_context
-from tmu_utils.experiments.tuning_grids import tuning_mode
+from tmu_utils.experiments.tuning import method_context, tuning_mode
 from tmu_utils.method import generalization, stages
 from tmu_utils.reporting import plots, tables
 from tmu_utils.unlearning import UnlearnTask
 from tmu_utils.unlearning.common import retain_subset
-from tmu_utils.unlearning.tmu import hard_targets, tmu_unlearn
+from tmu_utils.unlearning.tmu import tmu_unlearn
+from tmu_utils.unlearning.tmu_targets import hard_targets
 from tmu_utils.unlearning.tmu_step import step_parameters
 
 # %% tags=["parameters"]
@@ -169,7 +169,7 @@ assert (new_labels != fy[hard]).all(), "every hard sample is trained towards a l
 # %%
 seed_everything(task.run_seed)
 start = time.perf_counter()
-tmu_model = tmu_unlearn(task, train_easy=train_easy)
+tmu_model = tmu_unlearn(task)  # unlearning/tmu.py: the split, the pool of its target, the step
 tmu_seconds = time.perf_counter() - start
 tmu_right = predict(tmu_model, fx, ctx.device).argmax(1) == fy
 print(f"TMU unlearned in {tmu_seconds:.1f} s; it is now right on {100 * tmu_right.float().mean():.2f} % of D_f "
@@ -186,12 +186,13 @@ if pred.easy.any() and (~pred.easy).any():
 
 # %% [markdown]
 # ## 5. The other methods
-# Two variants bracket TMU: `tmu_oracle` gets the gold model's labels (the best the predictor could
-# do) and `tmu_all_hard` calls every sample hard, the conventional "make the model fail on `D_f`"
-# behaviour. `tmu_random_rank` takes as many easy samples as TMU, chosen at random (a control), and
-# `tmu_hard` is the paper's hard flip, which also trains on the easy samples (the target variants
-# `tmu_soft` and `tmu_margin`, a soft label or a margin drawn from samples `M_o` never saw, run when
-# `methods` names them; docs/method.md, "Target variants"). The baselines
+# TMU's variants are rows of the same method at other knobs (`variants` in params, docs/method.md,
+# "Variants"). Two bracket TMU: `tmu_oracle` (`tmu_split = "gold"`) gets the gold model's labels (the
+# best the predictor could do) and `tmu_all_hard` (`tmu_split = "none"`) calls every sample hard, the
+# conventional "make the model fail on `D_f`" behaviour. `tmu_random_rank` (`tmu_split = "random"`)
+# takes as many easy samples as TMU, chosen at random (a control), and `tmu_hard` (`tmu_target =
+# "hard"`) is the paper's hard flip, which also trains on the easy samples (`tmu_soft` and `tmu_margin`,
+# a soft label or a margin drawn from samples `M_o` never saw, run when `methods` names them). The baselines
 # (fine-tuning, NegGrad, NegGrad+, random labels, Bad Teacher, SCRUB, SalUn, ℓ1-sparse) start from
 # the same `M_o` with the same data. Unlearned outputs are cached, so 05 scores them without
 # rerunning.

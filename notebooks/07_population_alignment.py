@@ -31,10 +31,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
+from tmu_utils.core.choices import REFERENCE_STEP, VARIANTS
 from tmu_utils.core.params import params_from_namespace
 from tmu_utils.experiments import runs
-from tmu_utils.reporting import plots, tables
-from tmu_utils.unlearning.tmu_step import STEP_VARIANTS
+from tmu_utils.reporting import plots, population_verdict, tables
 
 # %% tags=["parameters"]
 population_dir = ""  # empty: benchmarks/results/population_twin, the committed benchmark with every method twin-tuned
@@ -159,13 +159,11 @@ fig.tight_layout()
 # the seeds relative to retrain A's (1 is the retrains' own spread), and the mean KLoM.
 
 # %%
-retrain_a = samples["margins/retrain_a"].astype(float)
-easy = (retrain_a > 0).mean(0) > 0.5
+retrain_a = samples["margins/retrain_a"]
+easy = population_verdict.easy_forget_samples(retrain_a)
 rows = []
 for name in ["retrain_b", *methods]:
-    margins_m = samples[f"margins/{name}"].astype(float)
-    shift = margins_m.mean(0) - retrain_a.mean(0)
-    spread = margins_m.std(0, ddof=1) / np.maximum(retrain_a.std(0, ddof=1), 1e-6)
+    shift, spread = population_verdict.shift_and_spread(samples[f"margins/{name}"], retrain_a)
     per_sample = samples["floor/forget" if name == "retrain_b" else f"{name}/forget"]
     rows.append(["floor: retrain B" if name == "retrain_b" else name,
                  *(cell for m in (easy, ~easy) for cell in (f"{shift[m].mean():+.2f}", f"{np.median(spread[m]):.2f}",
@@ -186,66 +184,13 @@ if n >= 8:  # with very few models (a smoke population) these are too noisy to c
     assert abs(floor["ulira"]["balanced_accuracy"] - 0.5) <= 0.05, "U-LiRA is not at chance on retrains"
 
 # %%
-ulira = {m: methods[m]["ulira"]["balanced_accuracy"] for m in methods}
-klom_p95 = {m: methods[m]["klom"]["forget"]["p95"] for m in methods}
-baselines = [m for m in methods if not m.startswith("tmu") and m != "original"]
-lines = [f"- Floor (retrain B vs A): U-LiRA {100 * floor['ulira']['balanced_accuracy']:.1f} %, "
-         f"KLoM p95 on D_f {floor['klom']['forget']['p95']:.3f}."]
-if "tmu" in methods:
-    tmu = methods["tmu"]
-    beaten_by = [m for m in baselines if ulira[m] < ulira["tmu"]]
-    lines += [
-        f"- TMU: U-LiRA {100 * ulira['tmu']:.1f} % (doing nothing: {100 * ulira['original']:.1f} %), KLoM p95 "
-        f"{klom_p95['tmu']:.3f} (doing nothing: {klom_p95['original']:.3f}); forget accuracy "
-        f"{100 * tmu['forget_acc']['mean']:.2f} % against the retrains' {100 * floor['forget_acc']['mean']:.2f} %.",
-        f"- TMU is {'harder' if ulira['tmu'] < ulira['original'] else 'easier'} to tell from retraining than the "
-        f"untouched original, on U-LiRA.",
-        f"- Baselines harder to tell from retraining than TMU (lower U-LiRA): {', '.join(beaten_by) or 'none'}; "
-        f"easier: {', '.join(m for m in baselines if m not in beaten_by) or 'none'}.",
-    ]
-    if "tmu_random_rank" in methods:
-        lines.append(f"- The same number of easy samples chosen at random (tmu_random_rank): U-LiRA "
-                     f"{100 * ulira['tmu_random_rank']:.1f} %, KLoM p95 {klom_p95['tmu_random_rank']:.3f}. The gap "
-                     f"to TMU is what the predictor's ranking buys.")
-    if "tmu_oracle" in methods:
-        lines.append(f"- With the gold labels (tmu_oracle): U-LiRA {100 * ulira['tmu_oracle']:.1f} %.")
-    for variant in ("tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only", *STEP_VARIANTS):
-        if variant in methods:
-            kind = "Step" if variant in STEP_VARIANTS else "Target"
-            lines.append(f"- {kind} variant {variant}: U-LiRA {100 * ulira[variant]:.1f} %, KLoM p95 "
-                         f"{klom_p95[variant]:.3f}, Δ forget {100 * methods[variant]['delta_forget']['mean']:.2f} pp "
-                         f"(tmu: {100 * tmu['delta_forget']['mean']:.2f} pp).")
-    tmu_margins = samples["margins/tmu"].astype(float)
-    shift = tmu_margins.mean(0) - retrain_a.mean(0)
-    spread = tmu_margins.std(0, ddof=1) / np.maximum(retrain_a.std(0, ddof=1), 1e-6)
-    klom_tmu, klom_original = samples["tmu/forget"], samples["original/forget"]
-    lines.append(f"- Where TMU differs: on the easy samples its mean margin is {shift[easy].mean():+.2f} from the "
-                 f"retrains' and its spread across seeds {np.median(spread[easy]):.2f}× theirs (KLoM "
-                 f"{klom_tmu[easy].mean():.3f}, doing nothing {klom_original[easy].mean():.3f}); on the hard samples "
-                 f"its KLoM is {klom_tmu[~easy].mean():.3f} against doing nothing's {klom_original[~easy].mean():.3f}.")
-    if "forgetting" in tmu:
-        better = [m for m in baselines if methods[m]["forgetting"]["F"] > tmu["forgetting"]["F"]]
-        lines.append(f"- {f_name} on D_f: TMU {tmu['forgetting']['F']:.3f}, doing nothing "
-                     f"{methods['original']['forgetting']['F']:.3f}, the floor {floor['forgetting']['F']:.3f}; "
-                     f"baselines above TMU: {', '.join(better) or 'none'}.")
-    step_rule = runs.REPO_ROOT / "benchmarks" / "results" / "step_choice" / "demo.json"
-    if step_rule.is_file():  # the gold-free choice of the default step, made before this population ran
-        decision = json.loads(step_rule.read_text())["decision"]
-        lines.append(f"- The default step is `{decision['step']}`'s (tuning criterion `{decision['criterion']}`), "
-                     f"chosen on the twin problem at seeds no table reports (benchmarks/results/step_choice/RULE.md).")
-    for method, why in population.get("not_applicable", {}).items():
-        lines.append(f"- Not run here: {method} ({why}).")
-    delta, floor_delta = tmu["delta_forget"]["mean"], floor["delta_forget"]["mean"]
-    first = ulira["tmu"] < ulira["original"] and delta <= floor_delta + 0.01
-    lines.append(f"- The first milestone, U-LiRA below doing nothing's with Δ forget within the floor's + 1 pp, is "
-                 f"{'met' if first else 'not met'}: U-LiRA {100 * ulira['tmu']:.1f} % against "
-                 f"{100 * ulira['original']:.1f} %, Δ {100 * delta:.2f} pp against the floor's {100 * floor_delta:.2f} pp.")
-    gap = ulira["tmu"] - floor["ulira"]["balanced_accuracy"]
-    below_all = all(ulira["tmu"] < ulira[m] for m in baselines)
-    lines.append(f"- The goal, U-LiRA within 5 pp of the floor and below every baseline's, is "
-                 f"{'met' if gap <= 0.05 and below_all else 'not met'}: TMU is {100 * gap:.1f} pp above the floor "
-                 f"and {'below' if below_all else 'not below'} every baseline.")
-display(Markdown("\n".join(lines)))
+step_rule = runs.REPO_ROOT / "benchmarks" / "results" / "step_choice" / "demo.json"
+# the twin problem's choice of the default step, made before this population ran
+decision = json.loads(step_rule.read_text())["decision"] if step_rule.is_file() else None
+STEP_ROWS = [name for name, overrides in VARIANTS.items() if set(overrides) & set(REFERENCE_STEP)]  # TMU at a step
+verdict = population_verdict.population_verdict(population, samples, step_variants=STEP_ROWS,
+                                                step_decision=decision)
+display(Markdown(population_verdict.verdict_text(verdict)))
 
 # %% [markdown]
 # ## Summary

@@ -13,7 +13,8 @@ from tmu_utils.core.params import make_params
 from tmu_utils.core.training import TrainConfig, predict, to_input, train_model
 from tmu_utils.experiments import runs
 from tmu_utils.method.features import adversarial_feature, curriculum_feature, normalized_features
-from tmu_utils.unlearning import METHODS, common
+from tmu_utils.core.choices import VARIANTS
+from tmu_utils.unlearning import METHODS, common, unlearn_row
 
 CPU = torch.device("cpu")
 
@@ -88,13 +89,15 @@ def test_deterministic_sets_the_cublas_workspace_on_cuda(restore_determinism, mo
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
 
 
-@pytest.mark.parametrize("name", sorted(m for m in METHODS if m != "tmu_bn"))  # tmu_bn: the MLP has no BatchNorm
+# every method and every built-in TMU row (its pools and steps); tmu_bn: the MLP has no BatchNorm
+@pytest.mark.parametrize("name", sorted(m for m in [*METHODS, *VARIANTS] if m != "tmu_bn"))
 def test_unlearning_batches_are_cut_from_data_moved_to_the_device(name, make_task, monkeypatch):
     # On CUDA, on_device moves a method's data to the GPU once (on the CPU it is the identity), so
     # every batch must come from a tensor that went through it: none is copied from the host per step.
-    # the method's own module and every unlearning module it may delegate its loop to (the TMU
-    # variants share tmu.fine_tune)
-    modules = [m for key, m in sys.modules.items() if key.startswith("tmu_utils.unlearning.") and hasattr(m, "on_device")]
+    # the method's own module and every unlearning module it may delegate its loop to (TMU
+    # rows share tmu.fine_tune, and tmu_step.prefix_outputs cuts the frozen prefix's batches)
+    modules = [m for key, m in sys.modules.items() if key.startswith("tmu_utils.unlearning.")
+               and (hasattr(m, "on_device") or hasattr(m, "batch_input"))]
     moved, cut_from = [], []
 
     def record_moved(task, *tensors):
@@ -108,13 +111,14 @@ def test_unlearning_batches_are_cut_from_data_moved_to_the_device(name, make_tas
         return cut(x, idx, device)
 
     for module in modules:
-        monkeypatch.setattr(module, "on_device", record_moved)
+        if hasattr(module, "on_device"):
+            monkeypatch.setattr(module, "on_device", record_moved)
         if hasattr(module, "batch_input"):
             monkeypatch.setattr(module, "batch_input", record_batch)
     task = make_task(easy=torch.arange(300) % 2 == 0, unlearn_epochs=1)
     task.easy_proba = task.easy.float() * 0.8 + 0.1  # what the soft and margin targets read
-    task.reference_margins = torch.linspace(-2.0, 8.0, 300)
-    METHODS[name](task)
+    task.unseen_margins = torch.linspace(-2.0, 8.0, 300)
+    unlearn_row(task, name)
     assert cut_from and set(cut_from) <= set(moved)
 
 

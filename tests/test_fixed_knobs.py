@@ -8,11 +8,12 @@ import pytest
 from tmu_utils.__main__ import main
 from tmu_utils.core import context
 from tmu_utils.core.params import ParamsError, load_params, make_params
-from tmu_utils.experiments import tuning, tuning_grids
-from tmu_utils.experiments.tuning_grids import tuning_mode
+from tmu_utils.core.choices import REFERENCE_STEP
+from tmu_utils.experiments import tuning
+from tmu_utils.experiments.tuning import grids as tuning_grids
+from tmu_utils.experiments.tuning import tuning_mode
 from tmu_utils.unlearning import runner
-from tmu_utils.unlearning.tmu_step import REFERENCE_STEP
-from tmu_utils.unlearning.tmu_targets import target_variant
+from tmu_utils.unlearning.tmu_targets import target_of
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 SMOKE = PARAMS_DIR / "smoke.yaml"
@@ -92,7 +93,9 @@ def test_stored_names_share_what_computes_the_same():
     assert [runner.artefact_name(m, hard) for m in ("tmu", "tmu_hard", "tmu_random_rank")] == [
         "tmu", "tmu", "tmu_random_rank"]
     # the ranking controls take tmu's split-based target only
-    assert target_variant("tmu_random_rank", "soft") == "hard" and target_variant("tmu_oracle", "hard_only") == "hard_only"
+    assert target_of(make_params({"tmu_split": "random", "tmu_target": "soft"})) == "hard"
+    assert target_of(make_params({"tmu_split": "gold", "tmu_target": "hard_only"})) == "hard_only"
+    assert target_of(make_params({"tmu_split": "predictor", "tmu_target": "margin"})) == "margin"
     # a step other than the reference adds its suffix to every TMU method's name, and only to theirs
     default = make_params()
     assert [runner.artefact_name(m, default) for m in ("tmu", "tmu_oracle", "tmu_reference", "tmu_distill_last_block",

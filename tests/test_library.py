@@ -149,7 +149,7 @@ def test_a_holdout_smaller_than_the_forget_set_warns_how_the_twin_rate_widens(us
     retain, forget = request(data, range(2700, 3000))
     small = tmu.build_one_off(user_original, UserNet, members, Subset(data, list(range(3000, 3200))), device=CPU,
                               **dict(ONE_OFF, forget_fraction=0.05))
-    twin = len(small.reference_margins)
+    twin = len(small.unseen_margins)
     with pytest.warns(tmu.TwinSizeWarning) as caught:
         tmu.unlearn(user_original, retain, forget, small, device=CPU)
     # 1/(2 sqrt n): the largest binomial standard error of a rate over n samples

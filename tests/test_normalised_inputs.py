@@ -15,7 +15,7 @@ from tmu_utils.core.params import make_params
 from tmu_utils.core.streaming import batch_parts
 from tmu_utils.core.training import full_precision, to_input
 from tmu_utils.method import features as feats
-from tmu_utils.unlearning import METHODS, UnlearnTask
+from tmu_utils.unlearning import UnlearnTask, unlearn_row
 from tmu_utils.unlearning.tmu_step import step_parameters
 
 CPU = torch.device("cpu")
@@ -110,7 +110,7 @@ def test_tmu_input_noise_on_normalised_images_is_the_noise_in_pixel_space(pixels
     def run(original, images, where):
         task = UnlearnTask(original, images[16:], y[16:], images[:16], y[:16], 10, params, CPU, easy=easy, seed=0,
                            input_range=where)
-        return METHODS["tmu_hard"](task)
+        return unlearn_row(task, "tmu_hard")
 
     in_pixels = run(nn.Sequential(Normalize(), copy.deepcopy(net)), x, None)
     where = InputRange.from_normalization(MEAN, STD, 3)

@@ -87,7 +87,7 @@ def test_a_second_run_trains_nothing(smoke_population, cache_dir, tmp_path, monk
 
 @pytest.mark.parametrize("argv, message", [
     (["--models", "2"], "at least 3"),
-    (["--models", "3", "--set", "methods=[tmu,finetuned]"], "unknown method 'finetuned'"),
+    (["--models", "3", "--set", "methods=[tmu,finetuned]"], "'finetuned' is neither a method nor a variant"),
     (["--models", "3", "--set", "methods=[retrain]"], "no method"),
 ])
 def test_bad_input_is_a_clear_error_before_anything_trains(argv, message, tmp_path, monkeypatch, capsys):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tmu_utils.core.training import predict
-from tmu_utils.unlearning import METHODS
+from tmu_utils.core.choices import REFERENCE_STEP
+from tmu_utils.unlearning import unlearn_row
 from tmu_utils.unlearning.common import runner_up_labels
-from tmu_utils.unlearning.tmu_step import REFERENCE_STEP
 
 CPU = torch.device("cpu")
 # measured at the reference step (cross-entropy replay, every weight); the step variants: test_tmu_step.py
@@ -32,7 +32,7 @@ def test_hard_samples_flip_and_easy_samples_stay(make_task, small_problem, hard_
     before = predict(task.original, fx, CPU).argmax(1) == fy
     # the paper's hard flip, which trains the easy samples with their labels (the default target,
     # hard_only, leaves them out: tests/test_tmu_targets.py)
-    after_logits = predict(METHODS["tmu_hard"](task), fx, CPU)
+    after_logits = predict(unlearn_row(task, "tmu_hard"), fx, CPU)
     after = after_logits.argmax(1) == fy
     assert before[~easy].float().mean() > 0.8  # the original knew the hard samples
     assert after[~easy].float().mean() < 0.4  # ... and no longer does (measured 0.23-0.30)
@@ -44,8 +44,8 @@ def test_hard_samples_flip_and_easy_samples_stay(make_task, small_problem, hard_
 
 def test_all_hard_destroys_more_than_tmu(make_task, small_problem):
     fx, fy = small_problem["forget_x"], small_problem["forget_y"]
-    tmu = METHODS["tmu"](make_task(easy=_split(len(fy)), **FLIPPING))
-    destroy = METHODS["tmu_all_hard"](make_task(easy=torch.zeros(len(fy), dtype=torch.bool), **FLIPPING))
+    tmu = unlearn_row(make_task(easy=_split(len(fy)), **FLIPPING), "tmu")
+    destroy = unlearn_row(make_task(easy=torch.zeros(len(fy), dtype=torch.bool), **FLIPPING), "tmu_all_hard")
     acc = lambda m: (predict(m, fx, CPU).argmax(1) == fy).float().mean().item()  # noqa: E731
     assert acc(destroy) < acc(tmu) - 0.3
 
@@ -55,10 +55,10 @@ def test_ascent_lowers_hard_accuracy(make_task, small_problem):
     easy = _split(len(fy))
     task = make_task(easy=easy, hard_loss="ascent", hard_repeat=4, unlearn_epochs=5)  # measured 0.92 -> 0.71-0.74
     before = (predict(task.original, fx[~easy], CPU).argmax(1) == fy[~easy]).float().mean()
-    after = (predict(METHODS["tmu"](task), fx[~easy], CPU).argmax(1) == fy[~easy]).float().mean()
+    after = (predict(unlearn_row(task, "tmu"), fx[~easy], CPU).argmax(1) == fy[~easy]).float().mean()
     assert after < before - 0.1
 
 
 def test_tmu_needs_the_easy_split(make_task):
     with pytest.raises(ValueError, match="task.easy"):
-        METHODS["tmu"](make_task(easy=None))
+        unlearn_row(make_task(easy=None), "tmu")

@@ -22,8 +22,9 @@ from tmu_utils.core.models import Classifier
 from tmu_utils.core.params import ParamsError, load_params, make_params
 from tmu_utils.core.training import predict, true_class_margins
 from tmu_utils.experiments import tuning
-from tmu_utils.unlearning import METHODS, UnlearnTask, runner
-from tmu_utils.unlearning.tmu_step import REFERENCE_STEP, calibration_targets, step_parameters
+from tmu_utils.core.choices import REFERENCE_STEP
+from tmu_utils.unlearning import UnlearnTask, runner, unlearn_row
+from tmu_utils.unlearning.tmu_step import calibration_targets, step_parameters
 
 CPU = torch.device("cpu")
 SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"
@@ -48,7 +49,7 @@ def step_task(make_task, unseen_margins):
     def make(**overrides):
         easy, proba = mostly_easy(300)
         task = make_task(easy=easy, **{**FLIPPING, **overrides})
-        task.easy_proba, task.reference_margins = proba, unseen_margins
+        task.easy_proba, task.unseen_margins = proba, unseen_margins
         return task
     return make
 
@@ -61,20 +62,20 @@ def retain_kl(model: nn.Module, original: nn.Module, x: torch.Tensor) -> float:
 
 def test_retain_distillation_keeps_retain_outputs_closer_to_the_original(step_task, small_problem, small_original):
     rx = small_problem["retain_x"]
-    ce = retain_kl(METHODS["tmu_hard_only"](step_task()), small_original, rx)
-    distill = retain_kl(METHODS["tmu_distill"](step_task()), small_original, rx)
+    ce = retain_kl(unlearn_row(step_task(), "tmu_hard_only"), small_original, rx)
+    distill = retain_kl(unlearn_row(step_task(), "tmu_distill"), small_original, rx)
     assert distill < 0.9 * ce  # measured 0.091 against 0.113
 
 
 def test_distillation_still_flips_the_predicted_hard_samples(step_task, small_problem):
     easy, _ = mostly_easy(300)
-    after = predict(METHODS["tmu_distill"](step_task()), small_problem["forget_x"], CPU).argmax(1)
+    after = predict(unlearn_row(step_task(), "tmu_distill"), small_problem["forget_x"], CPU).argmax(1)
     assert (after[~easy] == small_problem["forget_y"][~easy]).float().mean() < 0.3
 
 
 @pytest.mark.parametrize("method,update", [("tmu_head", "head"), ("tmu_last_block", "last_block")])
 def test_a_restricted_step_changes_nothing_outside_its_parameters(step_task, small_original, method, update):
-    model = METHODS[method](step_task())
+    model = unlearn_row(step_task(), method)
     trained = {id(p) for p in step_parameters(model, update)}
     names = {name for name, p in model.named_parameters() if id(p) in trained}
     before, after = small_original.state_dict(), model.state_dict()
@@ -102,7 +103,7 @@ def test_the_batchnorm_step_moves_only_affine_parameters_and_keeps_the_statistic
     params = make_params({"unlearn_epochs": 1, "retain_fraction": 0.2, "unlearn_lr": 0.05, "progress": False})
     task = UnlearnTask(original, small_problem["retain_x"], small_problem["retain_y"], small_problem["forget_x"],
                        small_problem["forget_y"], 10, params, CPU, easy=easy)
-    after = METHODS["tmu_bn"](task).state_dict()
+    after = unlearn_row(task, "tmu_bn").state_dict()
     for name, value in original.state_dict().items():
         if name in ("body.1.weight", "body.1.bias"):
             assert not torch.equal(value, after[name]), name
@@ -116,11 +117,11 @@ def run_both_ways(method, task, monkeypatch):
     from tmu_utils.unlearning import tmu as tmu_module
 
     calls = []
-    real = tmu_module._prefix_outputs
-    monkeypatch.setattr(tmu_module, "_prefix_outputs", lambda *a: calls.append(1) or real(*a))
-    fast = METHODS[method](task).state_dict()
+    real = tmu_module.prefix_outputs
+    monkeypatch.setattr(tmu_module, "prefix_outputs", lambda *a: calls.append(1) or real(*a))
+    fast = unlearn_row(task, method).state_dict()
     monkeypatch.setattr(tmu_module, "frozen_split", lambda *a: None)
-    slow = METHODS[method](task).state_dict()
+    slow = unlearn_row(task, method).state_dict()
     return fast, slow, len(calls)
 
 
@@ -170,7 +171,7 @@ def test_the_teacher_comes_from_the_prefix_outputs_and_leaves_dropout_training(s
         return real_forward(self, x)
 
     monkeypatch.setattr(nn.Dropout, "forward", recording)
-    METHODS["tmu"](task)
+    unlearn_row(task, "tmu")
     retain_rows = int(0.2 * len(small_problem["retain_x"]))
     assert sum(whole_model_passes) < retain_rows  # only the hard rows' runner-up labels, not the retain rows
     teacher_passes = -(-retain_rows // 2048)  # the teacher's eval pass, then the training steps
@@ -185,7 +186,7 @@ def test_noisy_easy_rows_run_the_whole_model(step_task, monkeypatch):
 
 def test_the_batchnorm_step_says_when_the_model_has_none(step_task):
     with pytest.raises(ValueError, match="no BatchNorm"):
-        METHODS["tmu_bn"](step_task())  # the MLP
+        unlearn_row(step_task(), "tmu_bn")  # the MLP
 
 
 def test_calibrated_easy_samples_stay_correct_at_unseen_confidence(step_task, small_problem, small_original,
@@ -198,7 +199,7 @@ def test_calibrated_easy_samples_stay_correct_at_unseen_confidence(step_task, sm
     assert (wanted > 0).all()  # the targets are confidences of correctly classified samples
 
     def after(method):
-        return true_class_margins(predict(METHODS[method](step_task()), fx, CPU), fy)
+        return true_class_margins(predict(unlearn_row(step_task(), method), fx, CPU), fy)
 
     calibrated, uncalibrated = after("tmu_calibrated"), after("tmu_hard_only")
     gap = {name: (m[easy] - wanted).abs().median() for name, m in (("on", calibrated), ("off", uncalibrated))}
@@ -212,8 +213,8 @@ def test_calibrated_easy_samples_stay_correct_at_unseen_confidence(step_task, sm
 
 def test_calibration_needs_its_reference(make_task):
     easy, _ = mostly_easy(300)
-    with pytest.raises(ValueError, match="reference_margins"):
-        METHODS["tmu_calibrated"](make_task(easy=easy))
+    with pytest.raises(ValueError, match="unseen_margins"):
+        unlearn_row(make_task(easy=easy), "tmu_calibrated")
 
 
 def test_step_knobs_are_validated():
@@ -280,7 +281,7 @@ def test_step_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
     assert all(r["criterion"] == "margins" and len(r["margin_distance"]) == 1 for r in records.values())
     for method in variants:
         model, _ = runner.unlearn(tuning.tuned_context(ctx, records[method]), method, original, pred.easy,
-                                  easy_proba=pred.proba, reference_margins=pred.reference_margins)
+                                  easy_proba=pred.proba, unseen_margins=pred.unseen_margins)
         assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
     assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))
 

@@ -17,11 +17,12 @@ import torch
 from tmu_utils.core import context
 from tmu_utils.core.params import ParamsError, load_params, make_params
 from tmu_utils.core.training import predict, true_class_margins
-from tmu_utils.experiments import tuning, tuning_problem
+from tmu_utils.core.choices import REFERENCE_STEP
+from tmu_utils.experiments import tuning
+from tmu_utils.experiments.tuning import problem as tuning_problem, search
 from tmu_utils.method import generalization, stages
-from tmu_utils.unlearning import METHODS, runner
+from tmu_utils.unlearning import METHODS, runner, tmu_targets, unlearn_row
 from tmu_utils.unlearning.common import runner_up_labels
-from tmu_utils.unlearning.tmu_step import REFERENCE_STEP, step_suffix
 from tmu_utils.unlearning.tmu_targets import margin_targets, soft_targets
 
 CPU = torch.device("cpu")
@@ -42,16 +43,16 @@ def uniform_proba(n: int, seed: int = 1) -> torch.Tensor:
 
 
 def target_task(make_task, reference, proba, easy=None):
-    return make_task(easy=proba >= 0.5 if easy is None else easy, easy_proba=proba, reference_margins=reference,
+    return make_task(easy=proba >= 0.5 if easy is None else easy, easy_proba=proba, unseen_margins=reference,
                      **FLIPPING)
 
 
 @pytest.fixture
 def make_task(make_task):
     """conftest's make_task, also taking the variants' inputs."""
-    def make(easy=None, easy_proba=None, reference_margins=None, **overrides):
+    def make(easy=None, easy_proba=None, unseen_margins=None, **overrides):
         task = make_task(easy=easy, **overrides)
-        task.easy_proba, task.reference_margins = easy_proba, reference_margins
+        task.easy_proba, task.unseen_margins = easy_proba, unseen_margins
         return task
     return make
 
@@ -70,7 +71,7 @@ def test_margin_variant_pulls_forget_margins_to_their_targets(make_task, small_p
     task = target_task(make_task, reference, proba)
     targets = margin_targets(proba, reference)
     before = true_class_margins(predict(task.original, fx, CPU), fy)
-    after = true_class_margins(predict(METHODS["tmu_margin"](task), fx, CPU), fy)
+    after = true_class_margins(predict(unlearn_row(task, "tmu_margin"), fx, CPU), fy)
     spread = torch.quantile(targets, 0.75) - torch.quantile(targets, 0.25)
     miss_after, miss_before = (after - targets).abs().median(), (before - targets).abs().median()
     assert miss_after < 0.35 * spread  # measured 1.36 against an IQR of 5.5
@@ -85,7 +86,7 @@ def test_soft_variant_keeps_likely_easy_and_moves_unlikely_to_the_runner_up(make
     q = soft_targets(task)
     assert torch.allclose(q.sum(1), torch.ones(len(fy))) and torch.allclose(q[torch.arange(len(fy)), fy], proba)
     runner_up = runner_up_labels(predict(task.original, fx, CPU), fy)
-    after = predict(METHODS["tmu_soft"](task), fx, CPU).argmax(1)
+    after = predict(unlearn_row(task, "tmu_soft"), fx, CPU).argmax(1)
     likely, unlikely = proba > 0.8, proba < 0.2
     assert (predict(task.original, fx[unlikely], CPU).argmax(1) == fy[unlikely]).float().mean() > 0.8
     assert (after[likely] == fy[likely]).float().mean() > 0.9  # measured 0.97
@@ -98,13 +99,13 @@ def test_samples_predicted_easy_stay_correct(make_task, small_problem, small_ori
     proba = uniform_proba(len(fy), seed=2) ** (1 / 3)  # mostly easy, as a predictor says on random forgetting
     easy = proba >= 0.5
     before = predict(small_original, fx, CPU).argmax(1) == fy
-    after = predict(METHODS[method](target_task(make_task, reference, proba, easy)), fx, CPU).argmax(1) == fy
+    after = predict(unlearn_row(target_task(make_task, reference, proba, easy), method), fx, CPU).argmax(1) == fy
     # The figures depend on the thread count and the CPU (margin's easy samples: 0.877 with two threads,
     # 0.935 with one), so each is judged against a control computed here: the same step with the
     # predictor's ranking inverted, which sends these samples towards the runner-up. The easy ones stay
     # nearer where the original had them than where the control sends them, and the hard ones move.
     inverted = 1 - proba
-    control = predict(METHODS[method](target_task(make_task, reference, inverted, inverted >= 0.5)), fx,
+    control = predict(unlearn_row(target_task(make_task, reference, inverted, inverted >= 0.5), method), fx,
                       CPU).argmax(1) == fy
     assert after[easy].float().mean() > (before[easy].float().mean() + control[easy].float().mean()) / 2
     assert after[~easy].float().mean() < before[~easy].float().mean() - 0.2  # measured 0.93 -> 0.33, 0.44
@@ -116,7 +117,7 @@ def test_hard_only_keeps_the_predicted_easy_samples_it_does_not_train_on(make_ta
     proba = uniform_proba(len(fy), seed=2) ** (1 / 3)
     easy = proba >= 0.5
     before = predict(small_original, fx, CPU).argmax(1) == fy
-    after = predict(METHODS["tmu_hard_only"](target_task(make_task, reference, proba, easy)), fx, CPU).argmax(1) == fy
+    after = predict(unlearn_row(target_task(make_task, reference, proba, easy), "tmu_hard_only"), fx, CPU).argmax(1) == fy
     # Untrained, the easy samples drift with the fine-tune on the retain rows and the flipped hard
     # rows: measured 0.94 -> 0.885 with one thread and 0.93 -> 0.874 with two (the MLP's own
     # training differs with the thread count); the hard variant keeps them no better (0.893, 0.881).
@@ -130,35 +131,35 @@ def test_hard_only_leaves_the_predicted_easy_samples_out_of_the_pool(make_task, 
     pools = {}
     real = tmu_module.fine_tune
 
-    def spy(task, model, x, source, row_losses, generator):
-        pools[len(pools)] = (x.clone(), source.clone())
-        return real(task, model, x, source, row_losses, generator)
+    def spy(task, model, pool, generator):
+        pools[len(pools)] = (pool.x.clone(), pool.source.clone())
+        return real(task, model, pool, generator)
 
     monkeypatch.setattr(tmu_module, "fine_tune", spy)
     proba = uniform_proba(len(small_problem["forget_y"]), seed=2) ** (1 / 3)
     easy = proba >= 0.5
-    METHODS["tmu_hard_only"](target_task(make_task, reference, proba, easy))
-    METHODS["tmu_hard"](target_task(make_task, reference, proba, easy))  # the hard flip, with easy rows
+    unlearn_row(target_task(make_task, reference, proba, easy), "tmu_hard_only")
+    unlearn_row(target_task(make_task, reference, proba, easy), "tmu_hard")  # the hard flip, with easy rows
     (x_only, s_only), (x_all, s_all) = pools[0], pools[1]
-    assert not (s_only == tmu_module.EASY).any() and (s_all == tmu_module.EASY).sum() == easy.sum()
+    assert not (s_only == tmu_targets.EASY).any() and (s_all == tmu_targets.EASY).sum() == easy.sum()
     # the same retain rows and hard rows otherwise
-    assert torch.equal(x_only, x_all[s_all != tmu_module.EASY])
-    assert (s_only == tmu_module.HARD).sum() == (~easy).sum() * FLIPPING["hard_repeat"]
+    assert torch.equal(x_only, x_all[s_all != tmu_targets.EASY])
+    assert (s_only == tmu_targets.HARD).sum() == (~easy).sum() * FLIPPING["hard_repeat"]
 
 
 def test_tmu_follows_tmu_target(make_task, small_problem, reference):
     proba = uniform_proba(len(small_problem["forget_y"]))
-    soft = METHODS["tmu_soft"](target_task(make_task, reference, proba))
-    via_tmu = METHODS["tmu"](make_task(easy=proba >= 0.5, easy_proba=proba, reference_margins=reference,
+    soft = unlearn_row(target_task(make_task, reference, proba), "tmu_soft")
+    via_tmu = METHODS["tmu"](make_task(easy=proba >= 0.5, easy_proba=proba, unseen_margins=reference,
                                        tmu_target="soft", **FLIPPING))
     assert all(torch.equal(a, b) for a, b in zip(soft.state_dict().values(), via_tmu.state_dict().values()))
 
 
 def test_variants_need_their_inputs(make_task):
     with pytest.raises(ValueError, match="easy_proba"):
-        METHODS["tmu_soft"](make_task(easy=torch.ones(300, dtype=torch.bool)))
-    with pytest.raises(ValueError, match="reference_margins"):
-        METHODS["tmu_margin"](make_task(easy=torch.ones(300, dtype=torch.bool), easy_proba=torch.ones(300)))
+        unlearn_row(make_task(easy=torch.ones(300, dtype=torch.bool)), "tmu_soft")
+    with pytest.raises(ValueError, match="unseen_margins"):
+        unlearn_row(make_task(easy=torch.ones(300, dtype=torch.bool), easy_proba=torch.ones(300)), "tmu_margin")
 
 
 def test_tmu_target_must_be_a_known_variant():
@@ -174,7 +175,11 @@ def test_tmu_target_changes_no_other_methods_key(tmp_path):
     for method in ("tmu_oracle", "tmu_random_rank", "tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only",
                    "finetune", "scrub"):
         assert runner.unlearned_key(hard, method) == runner.unlearned_key(soft, method), method
-        assert tuning.tuning_key(hard, method) == tuning.tuning_key(soft, method), method
+        if method not in ("tmu_oracle", "tmu_random_rank"):
+            assert tuning.tuning_key(hard, method) == tuning.tuning_key(soft, method), method
+    # a control runs at the knobs of `tmu` itself, at whatever target `tmu` has
+    for ctx in (hard, soft, hard_only):
+        assert tuning.tuning_key(ctx, "tmu_oracle") == tuning.tuning_key(ctx, "tmu") != tuning.tuning_key(ctx, "scrub")
     # `tmu` at tmu_target soft computes what tmu_soft computes, and is stored under that name
     assert runner.unlearned_key(soft, "tmu") == runner.unlearned_key(hard, "tmu_soft")
     assert tuning.tuning_key(soft, "tmu") == tuning.tuning_key(hard, "tmu_soft")
@@ -204,13 +209,13 @@ def test_variants_never_touch_the_gold_model(tmp_path, monkeypatch):
     original, _ = context.original_model(ctx)
     pred, _ = generalization.tmu_predict_easy(ctx, original)
     tx, ty = ctx.subset("twin_forget")
-    assert torch.equal(pred.reference_margins, true_class_margins(predict(original, tx, ctx.device), ty))
+    assert torch.equal(pred.unseen_margins, true_class_margins(predict(original, tx, ctx.device), ty))
     variants = ["tmu_soft", "tmu_margin", "tmu", "tmu_hard"]  # `tmu` is hard_only at the default target
     records, _ = tuning.tune_methods(ctx, original, variants)
     assert list(records) == variants and all(len(r["grid"]) == 1 for r in records.values())
     for method in variants:
         model, seconds = runner.unlearn(tuning.tuned_context(ctx, records[method]), method, original, pred.easy,
-                                          easy_proba=pred.proba, reference_margins=pred.reference_margins)
+                                          easy_proba=pred.proba, unseen_margins=pred.unseen_margins)
         assert seconds > 0
         assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), original.state_dict().values()))
     assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built
@@ -224,10 +229,10 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
     real_predict = tuning_problem.predict
     monkeypatch.setattr(tuning_problem, "predict",
                         lambda model, *args: seen.append(model) or real_predict(model, *args))
-    reference = tuning_problem.twin_reference_margins(ctx, twin)
+    reference = tuning_problem.twin_unseen_margins(ctx, twin)
     assert seen == [twin]  # M_t's margins, never M_o's: M_o is the twin problem's gold model
     # holdout samples outside D_tf, at most D_tf's count per class (smoke's holdout is short of some)
-    idx = tuning_problem.twin_reference_indices(ctx)
+    idx = tuning_problem.twin_unseen_indices(ctx)
     labels = ctx.dataset.train_y
     assert torch.isin(idx, ctx.splits.holdout).all() and not torch.isin(idx, ctx.splits.twin_forget).any()
     wanted = torch.bincount(labels[ctx.splits.twin_forget], minlength=10)
@@ -236,15 +241,15 @@ def test_twin_problem_hands_the_variants_out_of_fold_proba_and_unseen_holdout_ma
 
     handed = {}
     monkeypatch.setattr(tuning_problem, "predict", real_predict)
-    real = tuning.METHODS["tmu_margin"]
-    monkeypatch.setitem(tuning.METHODS, "tmu_margin", lambda task: handed.update(task=task) or real(task))
+    real = search.METHODS["tmu"]
+    monkeypatch.setitem(search.METHODS, "tmu", lambda task: handed.update(task=task) or real(task))
     tuning.tune_methods(ctx, original, ["tmu_margin"])
     predictor_twin, _ = stages.twin_model(ctx, original)
     raw, _ = stages.generalization_features(ctx, original, predictor_twin, stages.curriculum_model(ctx)[0])
     easy, proba = tuning_problem.out_of_fold_easy(ctx, raw)  # out of fold: never a fit on the sample's own label
     task = handed["task"]
     assert torch.equal(task.easy, easy) and torch.equal(task.easy_proba, proba)
-    assert torch.equal(task.reference_margins, reference)
+    assert torch.equal(task.unseen_margins, reference)
     assert torch.equal(task.forget_y, ctx.subset("twin_forget")[1])
 
 
@@ -265,9 +270,9 @@ def test_choose_target_on_one_smoke_seed_trains_no_gold_model(benchmark_script, 
     assert f"Winner: `tmu_target: {written['winner']}`" in (out / "smoke.md").read_text()
     assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
     # `tmu` was tuned as the hard variant although the command line asked for margin, each at smoke's step
-    suffix = step_suffix({f: getattr(load_params(SMOKE), f) for f in REFERENCE_STEP})
     tuned = {p.name.split("-")[0] for p in (cache / "tuning").glob("*.pt")}
-    assert tuned == {f"{name}{suffix}" for name in ("tmu", "tmu_soft", "tmu_margin", "tmu_hard_only")}
+    step = "_distill_last_block"  # smoke's step, the default
+    assert tuned == {f"{name}{step}" for name in ("tmu", "tmu_soft", "tmu_margin", "tmu_hard_only")}
 
 
 def test_twin_splits_cached_before_the_variants_gain_their_proba(tmp_path):
@@ -278,5 +283,5 @@ def test_twin_splits_cached_before_the_variants_gain_their_proba(tmp_path):
     old, meta = ctx.cache.load("twin_easy", key)
     ctx.cache.save("twin_easy", key, {k: v for k, v in old.items() if k != "proba"}, meta)  # as stored before
     again, proba_again, _ = tuning_problem.twin_easy_splits(ctx, original)
-    assert torch.equal(proba_again, proba) and torch.equal(again["tmu"], splits["tmu"])
+    assert torch.equal(proba_again, proba) and torch.equal(again["predictor"], splits["predictor"])
     assert "proba" in ctx.cache.load("twin_easy", key)[0]  # and stored for next time

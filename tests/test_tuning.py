@@ -1,4 +1,4 @@
-"""Gold-free tuning on the twin problem (tmu_utils/experiments/tuning.py), on params/smoke.yaml: the results.json
+"""Gold-free tuning on the twin problem (tmu_utils/experiments/tuning/), on params/smoke.yaml: the results.json
 block, equal budgets, the choice rule, the cache, out-of-fold TMU splits, and no gold model."""
 import dataclasses
 import json
@@ -13,7 +13,9 @@ from tmu_utils.core import context
 from tmu_utils.core.choices import TUNE_GRID_POINTS, UNLEARNING_METHODS
 from tmu_utils.core.context import Outputs
 from tmu_utils.core.params import ParamsError, load_params, make_params
-from tmu_utils.experiments import runs, tuning, tuning_grids, tuning_problem
+from tmu_utils.core.variants import row
+from tmu_utils.experiments import runs, tuning
+from tmu_utils.experiments.tuning import grids as tuning_grids, problem as tuning_problem, search
 from tmu_utils.method import generalization, stages
 from tmu_utils.method.twin import accuracy
 from tmu_utils.unlearning import runner
@@ -67,7 +69,7 @@ def test_the_real_unlearning_runs_with_the_chosen_knobs(twin_run, cache_dir, tmp
     fetch = runner.unlearned_outputs
 
     def spy(ctx, method, original, easy=None, **target_inputs):
-        seen[method] = {k: getattr(ctx.params, k) for k in tuning_grids.KNOBS[method]}
+        seen[method] = {k: getattr(ctx.params, k) for k in tuning_grids.KNOBS[row(ctx.params, method).method]}
         return fetch(ctx, method, original, easy, **target_inputs)
 
     monkeypatch.setattr(runner, "unlearned_outputs", spy)
@@ -82,7 +84,7 @@ def test_a_rerun_does_not_tune_again(twin_run, cache_dir, monkeypatch):
     def no_tuning(*args, **kwargs):
         raise AssertionError("a cached tuning was run again")
 
-    monkeypatch.setattr(tuning, "tune_method", no_tuning)
+    monkeypatch.setattr(search, "tune_method", no_tuning)
     ctx = smoke_context(cache_dir, f"methods={METHODS}")
     records, _ = tuning.tune_methods(ctx, context.original_model(ctx)[0], ctx.params.methods)
     assert {m: r["chosen"] for m, r in records.items()} == {m: twin_run["tuning"][m]["chosen"] for m in TUNED}
@@ -173,23 +175,23 @@ def test_tmu_is_handed_the_out_of_fold_split_and_only_the_oracle_the_labels(twin
     splits, proba, _ = tuning_problem.twin_easy_splits(ctx, original)
     twin, _ = stages.twin_model(ctx, original)
     g = stages.generalization_features(ctx, original, twin, stages.curriculum_model(ctx)[0])[0]["twin_labels"]
-    assert torch.equal(splits["tmu"], planted) and torch.equal(splits["tmu_oracle"], g)
-    assert torch.equal(proba, planted.float()) and torch.equal(splits["tmu_soft"], planted)
-    assert splits["tmu_random_rank"].sum() == planted.sum() and not torch.equal(splits["tmu_random_rank"], planted)
+    assert torch.equal(splits["predictor"], planted) and torch.equal(splits["gold"], g)
+    assert torch.equal(proba, planted.float()) and not splits["none"].any()
+    assert splits["random"].sum() == planted.sum() and not torch.equal(splits["random"], planted)
 
     handed = {}
-    real = tuning.METHODS["tmu"]
+    real = search.METHODS["tmu"]
 
     def spy(task):
         handed[len(handed)] = task.easy.clone()
         return real(task)
 
-    monkeypatch.setitem(tuning.METHODS, "tmu", spy)
-    monkeypatch.setitem(tuning.METHODS, "tmu_all_hard", spy)
+    monkeypatch.setitem(search.METHODS, "tmu", spy)
     records, _ = tuning.tune_methods(ctx, original, ["tmu_all_hard", "tmu"])
     # tmu is tuned once, on its out-of-fold split; its control runs at the knobs tmu chose
     assert len(handed) == 1 and torch.equal(handed[0], planted)
-    assert records["tmu_all_hard"]["tuned_as"] == "tmu" and records["tmu_all_hard"]["chosen"] == records["tmu"]["chosen"]
+    assert records["tmu_all_hard"]["tuned_as"] == runner.artefact_name("tmu", ctx.params)
+    assert records["tmu_all_hard"]["chosen"] == records["tmu"]["chosen"] and "tuned_as" not in records["tmu"]
 
 
 def test_grids_give_every_method_the_same_number_of_distinct_points():
@@ -325,8 +327,8 @@ def test_budget_table_compares_each_budget_with_the_largest_on_the_same_seeds(be
 def test_class_scenario_hands_tmu_nothing_easy_on_the_twin_problem_too(twin_run, cache_dir, monkeypatch):
     ctx = smoke_context(cache_dir, "forget_scenario=class", "forget_class=2", "tune_budget=1")
     handed = []
-    real = tuning.METHODS["tmu"]
-    monkeypatch.setitem(tuning.METHODS, "tmu", lambda task: handed.append(task.easy.clone()) or real(task))
+    real = search.METHODS["tmu"]
+    monkeypatch.setitem(search.METHODS, "tmu", lambda task: handed.append(task.easy.clone()) or real(task))
     tuning.tune_methods(ctx, context.original_model(ctx)[0], ["tmu"])
     assert len(handed) == 1 and len(handed[0]) == len(ctx.splits.twin_forget) and not handed[0].any()
 

@@ -11,7 +11,7 @@ from .experiments.executors import SubmissionError, add_executor_arguments, slur
 
 
 def parameters_help() -> str:
-    """Every parameter `--set` accepts, with its default and one-line doc (from params.py's comments)."""
+    """Every parameter `--set` accepts, with its default and one-line doc (from param_fields.py's comments)."""
     defaults = Params().to_dict()
     width = max(map(len, FIELD_DOCS))
     lines = [f"  {name:<{width}}  {FIELD_DOCS[name]} (default {defaults[name]!r})" for name in FIELD_DOCS]

@@ -16,8 +16,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, TensorDataset
 
 from . import kit_checks
-from .library import Normalization, build_one_off, check_step, method_params, unlearn
-from .unlearning.runner import TWIN_METHODS
+from .library import Normalization, build_one_off, check_step, method_row, unlearn
 
 
 def _reinitialised(net: nn.Module) -> Callable[[], nn.Module] | None:
@@ -51,9 +50,9 @@ def unlearning(net: nn.Module, retain_loader: DataLoader, forget_loader: DataLoa
     - The curriculum model M_c is `make_model()`; without it, `net` with its parameters re-initialised,
       and where some layer cannot be re-initialised TMU goes on without the curriculum feature.
     Any bad input is refused with a one-line LibraryError before any model trains."""
-    twin_based = method in TWIN_METHODS
-    params = method_params(method, knobs)
-    check_step(net, method, params, last_block)
+    r = method_row(method, knobs)
+    params, twin_based = r.params, r.method == "tmu" and r.params.tmu_split == "predictor"
+    check_step(net, r, last_block)
     loaders = {"retain set": retain_loader, "forget set": forget_loader}
     if twin_based:
         loaders["validation set"] = val_loader

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from .core.input_range import InputRange
+from .core.input_range import InputRange, range_problem
 from .core.params import Params
 from .core.streaming import batch_parts
 from .core.training import to_input
-from .library import LibraryError, Normalization, check_bank, input_range, range_problem
+from .library import LibraryError, Normalization, check_bank, input_range
 
 Sets = dict[str, tuple[torch.Tensor, torch.Tensor]]  # set name -> (images, labels), in the loader's order
 

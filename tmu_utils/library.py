@@ -24,22 +24,27 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from .core.context import model_seeds
-from .core.input_range import InputRange
+from .core.input_range import InputRange, range_problem, same_range
 from .core.models import Penultimate
 from .core.params import Params, ParamsError, make_params
 from .core.splits import SplitError
 from .core.streaming import DatasetImages, read_labels
 from .core.training import resolve_device, seed_everything, to_input
-from .experiments.tuning_grids import fixed_table
+from .experiments.tuning import fixed_table
 from .method import amortised
 from .method.amortised import OneOff
 from .method.predictor import PredictorOutput
+from .core.choices import VARIANTS
+from .core.variants import Row, row
+from .experiments.tuning import tuned_as
 from .unlearning import METHODS, UnlearnTask
-from .unlearning.runner import STEP_METHODS, TWIN_METHODS, artefact_name
-from .unlearning.tmu_step import step_of, step_parameters
+from .unlearning.runner import stored_name
+from .unlearning.tmu_step import step_parameters
 
-# The gold labels (tmu_oracle) and a run's random ranking (tmu_random_rank) are not a user's to give.
-LIBRARY_METHODS = tuple(m for m in METHODS if m not in ("tmu_oracle", "tmu_random_rank"))
+# The methods and the built-in rows a user may name. TMU at `tmu_split` gold (tmu_oracle) needs the gold
+# labels and at random (tmu_random_rank) a run's random ranking: neither is a user's to give.
+USER_SPLITS = ("predictor", "none")
+LIBRARY_METHODS = (*METHODS, *(n for n, o in VARIANTS.items() if o.get("tmu_split", "predictor") in USER_SPLITS))
 
 
 Normalization = tuple[Sequence[float], Sequence[float]]
@@ -80,35 +85,6 @@ def input_range(normalization: Normalization | None, channels: int) -> InputRang
         return InputRange.from_normalization(mean, std, channels)
     except (TypeError, ValueError) as e:
         raise LibraryError(f"normalization must be (mean, std), one value or one per channel: {e}") from None
-
-
-def range_problem(x: torch.Tensor, name: str, where: InputRange | None) -> str | None:
-    """Why the images `x` of `name` are no inputs in `where` (None: [0, 1] pixels), in one line; None if they are."""
-    if x.dtype == torch.uint8:
-        return None if where is None else f"the {name}'s images are uint8 pixels, not normalised by normalization"
-    if not x.is_floating_point():
-        return f"the {name}'s images are {x.dtype}: give float images (or uint8)"
-    if not bool(torch.isfinite(x).all()):
-        return f"the {name}'s images hold NaN or infinite values"
-    if where is None:
-        if x.min() < 0 or x.max() > 1:
-            return (f"the {name}'s images lie in [{x.min():.3g}, {x.max():.3g}], not [0, 1]: give "
-                    "normalization=(mean, std) of the Normalize that made them")
-        return None
-    per_channel = x.transpose(0, 1).flatten(1)  # (C, N·H·W)
-    low, high = per_channel.amin(1).double(), per_channel.amax(1).double()
-    slack = 1e-3 * (where.high - where.low)  # float rounding of Normalize, far below one pixel level (1/255)
-    outside = ((low < where.low - slack) | (high > where.high + slack)).nonzero().flatten()
-    if len(outside):
-        c = int(outside[0])
-        return (f"the {name}'s channel {c} lies in [{low[c]:.3g}, {high[c]:.3g}], outside [{where.low[c]:.3g}, "
-                f"{where.high[c]:.3g}] where normalization puts [0, 1] pixels: is it the Normalize its data went "
-                "through?")
-    return None
-
-
-def _same_range(a: InputRange, b: InputRange | None) -> bool:
-    return b is not None and torch.allclose(a.low, b.low) and torch.allclose(a.high, b.high)
 
 
 def _check_range(x: torch.Tensor, name: str, where: InputRange | None) -> None:
@@ -190,12 +166,18 @@ def check_bank(params: Params, query_y: torch.Tensor, bank_y: torch.Tensor, bank
                            "out of features")
 
 
-def method_params(method: str, knobs: dict) -> Params:
-    """The knobs `method` runs at: its row of the shipped fixed-knobs table, overridden by `knobs`."""
+def method_row(method: str, knobs: dict) -> Row:
+    """The row `method` (a method or a built-in variant) at its knobs: its row of the shipped fixed-knobs
+    table, overridden by `knobs`, and a variant's own overrides over both."""
     if method not in LIBRARY_METHODS:
         raise LibraryError(f"unknown method {method!r}: one of {', '.join(LIBRARY_METHODS)}")
     base = _params(knobs)
-    return _params({**fixed_table(base.fixed_knobs).get(artefact_name(method, base), {}), **knobs})
+    table = fixed_table(base.fixed_knobs).get(stored_name(tuned_as(row(base, method))), {})
+    r = row(_params({**table, **knobs}), method)
+    if r.method == "tmu" and r.params.tmu_split not in USER_SPLITS:
+        raise LibraryError(f"tmu_split {r.params.tmu_split!r} is a control of a run (the gold labels or a random "
+                           f"ranking); the library runs TMU at tmu_split {' or '.join(USER_SPLITS)}")
+    return r
 
 
 def _check_disjoint(a: Dataset, b: Dataset, b_name: str, a_name: str) -> None:
@@ -224,12 +206,13 @@ def unlearn(original: nn.Module, retain: Dataset, forget: Dataset, one_off: OneO
     baseline) at its shipped knobs overridden by `knobs`. `original` itself is left untouched.
     `normalization` as build_one_off's (the one-off's by default); `last_block`, a module path such as
     "layer4.1", names the block that TMU's step `tmu_update: last_block` trains with the head."""
-    params, device = method_params(method, knobs), _device(device)
-    if method in TWIN_METHODS and one_off is None:
+    r, device = method_row(method, knobs), _device(device)
+    params, predicted = r.params, r.method == "tmu" and r.params.tmu_split == "predictor"
+    if predicted and one_off is None:
         raise LibraryError(f"method {method!r} needs the one-off: build_one_off(original, make_model, members, holdout)")
     if len(retain) == 0:
         raise LibraryError("the retain set is empty")
-    check_step(original, method, params, last_block)
+    check_step(original, r, last_block)
     _check_disjoint(retain, forget, "forget set", "retain set")
     if len(forget) == 0:
         raise LibraryError("the forget set is empty")
@@ -237,38 +220,38 @@ def unlearn(original: nn.Module, retain: Dataset, forget: Dataset, one_off: OneO
     where = input_range(normalization, forget_x.shape[1])
     if one_off is not None and where is None:
         where = one_off.input_range
-    elif one_off is not None and not _same_range(where, one_off.input_range):
+    elif one_off is not None and not same_range(where, one_off.input_range):
         raise LibraryError("normalization differs from the one the one-off was built with")
     _check_range(forget_x, "forget set", where)
     retain_x, retain_y = DatasetImages(retain, batch_size, num_workers), read_labels(retain, batch_size, num_workers)
     num_classes = _num_classes(original, forget_x, torch.cat([forget_y, retain_y]), device, "forget or retain set")
     easy = proba = margins = None
-    if method in TWIN_METHODS:
+    if predicted:
         at = _positions(forget)
         if one_off.member_indices is not None and at is not None and not torch.isin(at[1], one_off.member_indices).all():
             raise LibraryError(f"the forget set is not a subset of the members the one-off was built on: "
                                f"{int((~torch.isin(at[1], one_off.member_indices)).sum())} of its samples are not")
         check_bank(one_off.params, forget_y, retain_y, "retain set")
         if len(forget) > one_off.holdout_size:
-            warn_twin_size(len(one_off.reference_margins), one_off.holdout_size, len(forget), one_off.twin_easy_rate)
+            warn_twin_size(len(one_off.unseen_margins), one_off.holdout_size, len(forget), one_off.twin_easy_rate)
         pred = request_prediction(one_off, original, forget_x, forget_y, retain_x, retain_y, device)
-        easy, proba, margins = pred.easy, pred.proba, pred.reference_margins
-    elif method == "tmu_all_hard":
+        easy, proba, margins = pred.easy, pred.proba, pred.unseen_margins
+    elif r.method == "tmu":  # tmu_split none: no sample easy
         easy = torch.zeros(len(forget_y), dtype=torch.bool)
     task = UnlearnTask(original, retain_x, retain_y, forget_x, forget_y, num_classes, params, device, easy=easy,
-                       seed=model_seeds(seed)["unlearning"], easy_proba=proba, reference_margins=margins,
+                       seed=model_seeds(seed)["unlearning"], easy_proba=proba, unseen_margins=margins,
                        input_range=where, block=last_block)
     seed_everything(task.run_seed)
-    return METHODS[method](task)
+    return METHODS[r.method](task)
 
 
-def check_step(model: nn.Module, method: str, params: Params, last_block: str | None) -> None:
+def check_step(model: nn.Module, r: Row, last_block: str | None) -> None:
     """Refuse, before any training, a TMU step whose parameters cannot be found on `model`, or a
     `last_block` given to a step that does not train one."""
-    update = step_of(method, params)["tmu_update"] if method in STEP_METHODS else None
+    update = r.params.tmu_update if r.method == "tmu" else None
     if last_block is not None and update != "last_block":
         raise LibraryError(f"last_block={last_block!r} names the block TMU's step trains at tmu_update last_block, "
-                           f"but method {method!r} runs at tmu_update {update or 'none (not a TMU method)'}")
+                           f"but method {r.name!r} runs at tmu_update {update or 'none (not a TMU method)'}")
     if update is not None:
         try:
             step_parameters(model, update, last_block)

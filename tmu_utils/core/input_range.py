@@ -50,3 +50,33 @@ class InputRange:
     def clamp(self, x: torch.Tensor) -> torch.Tensor:
         """`x` with every value inside its channel's range."""
         return x.clamp(self._view(self.low, x), self._view(self.high, x))
+
+
+def range_problem(x: torch.Tensor, name: str, where: InputRange | None) -> str | None:
+    """Why the images `x` of `name` are no inputs in `where` (None: [0, 1] pixels), in one line; None if they are."""
+    if x.dtype == torch.uint8:
+        return None if where is None else f"the {name}'s images are uint8 pixels, not normalised by normalization"
+    if not x.is_floating_point():
+        return f"the {name}'s images are {x.dtype}: give float images (or uint8)"
+    if not bool(torch.isfinite(x).all()):
+        return f"the {name}'s images hold NaN or infinite values"
+    if where is None:
+        if x.min() < 0 or x.max() > 1:
+            return (f"the {name}'s images lie in [{x.min():.3g}, {x.max():.3g}], not [0, 1]: give "
+                    "normalization=(mean, std) of the Normalize that made them")
+        return None
+    per_channel = x.transpose(0, 1).flatten(1)  # (C, N·H·W)
+    low, high = per_channel.amin(1).double(), per_channel.amax(1).double()
+    slack = 1e-3 * (where.high - where.low)  # float rounding of Normalize, far below one pixel level (1/255)
+    outside = ((low < where.low - slack) | (high > where.high + slack)).nonzero().flatten()
+    if len(outside):
+        c = int(outside[0])
+        return (f"the {name}'s channel {c} lies in [{low[c]:.3g}, {high[c]:.3g}], outside [{where.low[c]:.3g}, "
+                f"{where.high[c]:.3g}] where normalization puts [0, 1] pixels: is it the Normalize its data went "
+                "through?")
+    return None
+
+
+def same_range(a: InputRange, b: InputRange | None) -> bool:
+    """Whether `b` is the same input range as `a`."""
+    return b is not None and torch.allclose(a.low, b.low) and torch.allclose(a.high, b.high)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from .params import Params
+from .seeds import generator  # separate streams: M_o is reused when only the forget request changes
 
 
 class SplitError(ValueError):
@@ -33,12 +34,6 @@ class Splits:
     def to_dict(self) -> dict[str, torch.Tensor]:
         """Plain dict of tensors, for the cache and for saving with a run."""
         return dict(self.__dict__)
-
-
-def _generator(seed: int, stream: int) -> torch.Generator:
-    # Separate streams keep M independent of the forget request, so that M_o is reused when only
-    # the forget scenario or fraction changes.
-    return torch.Generator().manual_seed(seed * 1_000_003 + stream)
 
 
 def stratified_subset(labels: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -82,13 +77,13 @@ def make_splits(train_y: torch.Tensor, test_y: torch.Tensor, params: Params) -> 
         raise SplitError(f"forget_class {params.forget_class} is out of range: the data set has "
                          f"{num_classes} classes (0..{num_classes - 1})")
 
-    pool = stratified_limit(train_y, params.train_limit, _generator(params.seed, 0))
-    in_members = stratified_subset(train_y[pool], params.member_fraction, _generator(params.seed, 1))
+    pool = stratified_limit(train_y, params.train_limit, generator(params.seed, "train_limit"))
+    in_members = stratified_subset(train_y[pool], params.member_fraction, generator(params.seed, "members"))
     mask = torch.zeros(len(pool), dtype=torch.bool)
     mask[in_members] = True
     members, holdout = pool[mask], pool[~mask]
 
-    g = _generator(params.seed, 2)
+    g = generator(params.seed, "forget")
     if params.forget_scenario == "random":
         take = int(round(params.forget_fraction * len(members)))
         forget = members[torch.randperm(len(members), generator=g)[:take]]
@@ -103,7 +98,7 @@ def make_splits(train_y: torch.Tensor, test_y: torch.Tensor, params: Params) -> 
     retain = members[~torch.isin(members, forget)]
     # Forgetting a whole class: the holdout holds only (1 - member_fraction) of that class, so the
     # twin set takes all of it rather than failing.
-    twin_forget = _same_composition(holdout, train_y, forget, _generator(params.seed, 3),
+    twin_forget = _same_composition(holdout, train_y, forget, generator(params.seed, "twin_forget"),
                                     allow_fewer=params.forget_scenario == "class")
-    test = stratified_limit(test_y, params.test_limit, _generator(params.seed, 4))
+    test = stratified_limit(test_y, params.test_limit, generator(params.seed, "test_limit"))
     return Splits(members, holdout, forget, retain, twin_forget, test)

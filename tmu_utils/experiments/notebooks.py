@@ -42,7 +42,7 @@ def computes_as(params: Params, params_file: str) -> bool:
     """Whether `params` compute what `params_file` (relative: to the repository) does, whatever they
     show or store: the configuration at which a notebook's measured margins apply."""
     from ..unlearning.runner import NAMED_FIELDS, RESOLVED_FIELDS, method_key_fields
-    from .tuning_grids import tuning_mode
+    from .tuning import tuning_mode
 
     reference = load_params(NOTEBOOK_DIR.parent / params_file)
     fields = [*method_key_fields(params), *NAMED_FIELDS, *RESOLVED_FIELDS]

@@ -29,8 +29,9 @@ from ..evaluation import scoring
 from ..evaluation.forgetting_score import DEFINITION, challenge_score, forgetting_quality, logit_scaled_confidence
 from ..evaluation.population_metrics import klom, margins, sturges_bins, summarize, ulira
 from ..method import generalization
-from ..unlearning import runner
-from ..unlearning.tmu_step import step_of, step_parameters
+from ..core.seeds import generator
+from ..core.variants import is_tmu, reads_predictor, row
+from ..unlearning.tmu_step import step_parameters
 from . import runs
 from .executors import Job, SlurmOptions, python_command, run_commands
 from .sweep import mean_ci
@@ -59,15 +60,16 @@ def check(params: Params, n_models: int) -> None:
 
 
 def not_applicable(ctx: context.Context, methods: list[str]) -> dict[str, str]:
-    """The TMU methods whose step updates a set of parameters the architecture does not have
+    """The TMU rows whose step updates a set of parameters the architecture does not have
     (`tmu_bn` on a model without BatchNorm), each with the reason. The population leaves them out
     and says so in population.json and its table, instead of failing after the models are built."""
     model = context.new_model(ctx)
     skipped = {}
     for method in methods:
-        if method in runner.STEP_METHODS:
+        r = row(ctx.params, method)
+        if is_tmu(r):
             try:
-                step_parameters(model, step_of(method, ctx.params)["tmu_update"])
+                step_parameters(model, r.params.tmu_update)
             except ValueError as error:
                 skipped[method] = f"{ctx.params.arch}: {error}"
     return skipped
@@ -92,11 +94,11 @@ def population_seeds(ctx: context.Context, n_models: int) -> dict[str, list[int]
 
 def evaluation_subsets(ctx: context.Context) -> dict[str, torch.Tensor]:
     """Positions, within each set's outputs, of the samples whose margins are compared (seeded, fixed)."""
-    generator = torch.Generator().manual_seed(ctx.params.seed * 7919 + 99)
+    draws = generator(ctx.params.seed, "population/subsets")
     subsets = {"forget": torch.arange(len(ctx.splits.forget))}
     for name in ("retain", "test"):
         n = len(getattr(ctx.splits, name))
-        subsets[name] = torch.randperm(n, generator=generator)[:SUBSET_SIZE].sort().values
+        subsets[name] = torch.randperm(n, generator=draws)[:SUBSET_SIZE].sort().values
     return subsets
 
 
@@ -135,7 +137,7 @@ def build_replica(ctx: context.Context, methods: list[str], subsets: dict[str, t
     out.metrics["floor"] = dict(scoring.score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate),
                                 time_s=refs.timing["gold2_s"])
     pred = None
-    if any(m in runner.TWIN_METHODS for m in methods):
+    if any(reads_predictor(row(ctx.params, m)) for m in methods):
         pred, timing = generalization.tmu_predict_easy(ctx, refs.original)
         out.seconds[f"tmu_one_off_{r}"] = timing["tmu_one_off_s"]
         step("twin")
@@ -179,7 +181,7 @@ def evaluate_population(params: Params, n_models: int, out: str | os.PathLike, *
     if params_file is not None and (jobs > 1 or executor != "local"):
         build_replicas_as_jobs(params_file, list(overrides), n_models, out, executor, jobs, slurm)
     subsets = evaluation_subsets(ctx)
-    per_replica = len(methods) + 3 + any(m in runner.TWIN_METHODS for m in methods)
+    per_replica = len(methods) + 3 + any(reads_predictor(row(params, m)) for m in methods)
     bar = tqdm(total=n_models * per_replica, desc="population models", unit="model",
                disable=not progress_enabled(params.progress))
     replicas = []
@@ -218,10 +220,10 @@ def add_challenge_scores(result: dict) -> None:
     """Each row's challenge score: its forgetting quality F times its mean retain and test accuracy
     over those of the retrained population (retrain B, the floor's models)."""
     floor = result["floor"]
-    for row in [floor, *result["methods"].values()]:
-        row["forgetting"]["score"] = challenge_score(
-            row["forgetting"]["F"], row["retain_acc"]["mean"], floor["retain_acc"]["mean"],
-            row["test_acc"]["mean"], floor["test_acc"]["mean"])
+    for entry in [floor, *result["methods"].values()]:
+        entry["forgetting"]["score"] = challenge_score(
+            entry["forgetting"]["F"], entry["retain_acc"]["mean"], floor["retain_acc"]["mean"],
+            entry["test_acc"]["mean"], floor["test_acc"]["mean"])
 
 
 def _per_run(replicas: list[Replica], key: str) -> dict[str, dict[str, float]]:

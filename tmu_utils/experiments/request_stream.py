@@ -12,9 +12,9 @@ import torch
 
 from ..core.context import Context
 from ..core.params import Params, ParamsError
-from ..core.splits import _generator
+from ..core.seeds import generator
 
-FORGET_STREAM = 2  # splits.py draws the random D_f from this stream: with R = 1, request 1 is D_f
+# the stream `forget` is the one splits.py draws the random D_f from: with R = 1, request 1 is D_f
 
 
 def request_size(params: Params, n_members: int, n_requests: int, given: int | None = None) -> int:
@@ -43,7 +43,7 @@ class Stream:
 def make_stream(ctx: Context, n_requests: int, size: int) -> Stream:
     """R disjoint random requests of `size` members each, seeded by `seed`."""
     members = ctx.splits.members
-    order = members[torch.randperm(len(members), generator=_generator(ctx.params.seed, FORGET_STREAM))]
+    order = members[torch.randperm(len(members), generator=generator(ctx.params.seed, "forget"))]
     return Stream([order[i * size:(i + 1) * size].sort().values for i in range(n_requests)])
 
 

@@ -26,17 +26,18 @@ from ..core.context import Outputs
 from ..core.params import Params, ParamsError, params_hash
 from ..core.training import predict, progress_enabled
 from ..evaluation.metrics import alignment_metrics
+from ..core.variants import is_tmu, reads_predictor, row
 from ..method import amortised
 from ..unlearning import runner
 from . import runs, tuning
 from .request_stream import Stream, _digest, make_stream, request_context, request_size
-from .tuning_grids import tuning_mode
+from .tuning import tuning_mode
 
 # The methods a stream runs unless `methods` is set: TMU and the baselines the issue names.
 STREAM_METHODS = ("tmu", "finetune", "neggrad_plus", "scrub", "salun")
-# `retrain` is the gold model itself, `tmu_oracle` reads it, and `tmu_random_rank` is a single-run
-# control of the predictor's ranking.
-NOT_IN_STREAMS = ("retrain", "tmu_oracle", "tmu_random_rank")
+# `retrain` is the gold model itself; TMU at `tmu_split` gold (tmu_oracle) reads it, and at random
+# (tmu_random_rank) is a single-run control of the predictor's ranking.
+NOT_IN_STREAMS = "retrain and TMU at tmu_split gold or random"
 SETS = ("union", "newest")
 
 
@@ -60,9 +61,10 @@ def check(params: Params, n_requests: int, request_size: int | None, gold_every:
     if tuning_mode(params) != "fixed":
         raise ParamsError(f"request streams run at fixed knobs, and tuning {params.tuning!r} tunes on the twin problem: "
                           "set tuning=fixed (or auto)")
-    bad = [m for m in stream_methods(params) if m in NOT_IN_STREAMS]
+    bad = [m for m in stream_methods(params) if m == "retrain" or (
+        is_tmu(row(params, m)) and row(params, m).params.tmu_split in ("gold", "random"))]
     if bad:
-        raise ParamsError(f"method {bad[0]!r} cannot run in a stream ({', '.join(NOT_IN_STREAMS)} cannot)")
+        raise ParamsError(f"method {bad[0]!r} cannot run in a stream ({NOT_IN_STREAMS} cannot)")
 
 
 def _cached_state(ctx: context.Context, kind: str, key: str, build) -> tuple[nn.Module, dict]:
@@ -99,14 +101,15 @@ def deployed_model(ctx: context.Context, stream: Stream, method: str, r: int, or
         rctx = request_context(ctx, stream, r)
         stages: dict[str, float] = {}
         easy, target_inputs = None, {}
-        if method in runner.TWIN_METHODS:
+        split = row(ctx.params, method).params.tmu_split if is_tmu(row(ctx.params, method)) else None
+        if split == "predictor":
             raw, stages["features_s"] = amortised.request_features(rctx, one, previous, rctx.splits.forget,
                                                                    rctx.splits.retain)
             pred = amortised.predict_request(rctx, one, raw)
             stages["inference_s"] = pred.seconds
             easy = pred.easy
-            target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
-        elif method == "tmu_all_hard":
+            target_inputs = {"easy_proba": pred.proba, "unseen_margins": pred.unseen_margins}
+        elif split == "none":
             easy = torch.zeros(len(rctx.splits.forget), dtype=torch.bool)
         model, stages["unlearn_s"] = runner.unlearn(rctx, method, previous, easy, **target_inputs)
         return model, {"stages": stages}
@@ -171,7 +174,7 @@ def evaluate_stream(params: Params, n_requests: int, out: str | os.PathLike, req
     start = time.perf_counter()
     ctx = context.prepare(params)  # a missing data set or an impossible split fails here
     size = request_size(params, len(ctx.splits.members), n_requests, request_size_given)
-    if any(m in runner.TWIN_METHODS for m in stream_methods(params)):
+    if any(reads_predictor(row(params, m)) for m in stream_methods(params)):
         amortised.independent_twin_forget(ctx)  # a holdout too small for the twin fails before any training
     methods = stream_methods(params)
     out = Path(out)
@@ -185,7 +188,7 @@ def evaluate_stream(params: Params, n_requests: int, out: str | os.PathLike, req
     original, o_meta = context.original_model(ctx)
     bar.update()
     one = None
-    if any(m in runner.TWIN_METHODS for m in methods):
+    if any(reads_predictor(row(params, m)) for m in methods):
         bar.set_postfix_str("TMU one-off")
         one = amortised.one_off(ctx, original)
     bar.update()
@@ -196,7 +199,8 @@ def evaluate_stream(params: Params, n_requests: int, out: str | os.PathLike, req
         # requests read back from an earlier run's requests.json: their times were measured there
         "resumed_requests": 0,
         "timing": {"original_s": o_meta["seconds"], "one_off": one.timing if one else None},
-        "requests": [], "entries": {m: [] for m in methods}}
+        "requests": [], "entries": {m: [] for m in methods},
+        "one_off_rows": [m for m in methods if reads_predictor(row(params, m))]}  # the rows that pay TMU's one-off
     if one is not None:
         result["predictor"] = {"twin_easy_rate": one.twin_easy_rate, "twin_cv_accuracy": one.twin_cv_accuracy}
     for r in range(1, n_requests + 1):
@@ -243,7 +247,7 @@ def add_cumulative(result: dict) -> None:
     result["timing"]["retrain_per_request_s"] = retrain
     one_off = (result["timing"]["one_off"] or {}).get("tmu_one_off_s", 0.0)
     for method, entries in result["entries"].items():
-        total = one_off if method in runner.TWIN_METHODS else 0.0
+        total = one_off if method in result["one_off_rows"] else 0.0
         for e in entries:
             total += e["time_s"]
             e["cumulative_s"] = total

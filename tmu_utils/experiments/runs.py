@@ -14,32 +14,40 @@ from tqdm import tqdm
 from ..core import context
 from ..core.context import Outputs
 from ..core.params import Params, params_hash
+from ..core.variants import Row, is_tmu, reads_predictor, row, rows
 from ..core.training import progress_enabled
 from ..evaluation.scoring import References, member_rate, references, score
 from ..method.generalization import tmu_predict_easy
 from ..method.predictor import PredictorOutput, quality_report
 from ..unlearning import runner
-from .tuning import method_context, ran_knobs, tune_methods
-from .tuning_grids import tuned_elsewhere, tuning_mode
+from .tuning import method_context, ran_knobs, tune_methods, tuned_elsewhere, tuning_mode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def method_outputs(ctx: context.Context, refs: References, method: str,
+def easy_split(ctx: context.Context, refs: References, r: Row, pred: PredictorOutput | None) -> torch.Tensor | None:
+    """The easy/hard split of D_f a TMU row is handed (`tmu_split`); None for a baseline."""
+    if not is_tmu(r):
+        return None
+    split = r.params.tmu_split
+    if split == "gold":  # the oracle control: the gold model's own split, an upper bound
+        return refs.true_easy
+    if split == "none":
+        return torch.zeros_like(refs.true_easy)
+    return runner.random_rank(ctx, pred.easy) if split == "random" else pred.easy
+
+
+def method_outputs(ctx: context.Context, refs: References, name: str,
                    pred: PredictorOutput | None = None) -> tuple[Outputs, float]:
-    """Outputs and unlearning time of one method; TMU variants get their easy/hard split here."""
-    if method in runner.TWIN_METHODS and pred is None:
-        raise ValueError(f"method {method!r} needs the predictor's output (pred)")
-    ctx = method_context(ctx, refs.original, method)  # its knobs: twin-tuned (cached) or the fixed table's
-    # every twin-based variant gets the predictor's split; the controls get theirs
-    easy = {m: (lambda: pred.easy) for m in runner.TWIN_METHODS}
-    easy.update(tmu_random_rank=lambda: runner.random_rank(ctx, pred.easy), tmu_oracle=lambda: refs.true_easy,
-                tmu_all_hard=lambda: torch.zeros_like(refs.true_easy))
+    """Outputs and unlearning time of one row (a method or a variant); TMU rows get their split here."""
+    ctx = method_context(ctx, refs.original, name)  # its knobs: twin-tuned (cached) or the fixed table's
+    r = row(ctx.params, name)
+    if reads_predictor(r) and pred is None:
+        raise ValueError(f"row {name!r} needs the predictor's output (pred)")
     target_inputs = {}
-    if method in runner.STEP_METHODS and pred is not None:  # soft, margin, the calibrated step: P(easy), reference
-        target_inputs = {"easy_proba": pred.proba, "reference_margins": pred.reference_margins}
-    return runner.unlearned_outputs(ctx, method, refs.original, easy[method]() if method in easy else None,
-                                    **target_inputs)
+    if is_tmu(r) and pred is not None:  # soft, margin, the calibrated step: P(easy), the unseen margins
+        target_inputs = {"easy_proba": pred.proba, "unseen_margins": pred.unseen_margins}
+    return runner.unlearned_outputs(ctx, name, refs.original, easy_split(ctx, refs, r, pred), **target_inputs)
 
 
 def environment(device: torch.device) -> dict[str, str]:
@@ -88,7 +96,7 @@ def evaluate(ctx: context.Context) -> dict:
     results["noise_floor"] = floor
 
     pred = None
-    if any(m in runner.TWIN_METHODS for m in params.methods):
+    if any(reads_predictor(r) for r in rows(params)):
         pred, tmu_timing = tmu_predict_easy(ctx, refs.original)
         results["timing"].update(tmu_timing)
         results["predictor"] = quality_report(pred.proba, pred.easy, refs.true_easy, pred.twin_easy_rate,
@@ -114,8 +122,8 @@ def evaluate(ctx: context.Context) -> dict:
         else:
             outputs, seconds = method_outputs(ctx, refs, method, pred)
             metrics = score(ctx, outputs, refs.gold_outputs, gold_rate)
-            # The twin-based variants also pay for M_t, M_c, the features and the predictor.
-            one_off = results["timing"].get("tmu_one_off_s", 0.0) if method in runner.TWIN_METHODS else 0.0
+            # The rows that read the predictor also pay for M_t, M_c, the features and the predictor.
+            one_off = results["timing"].get("tmu_one_off_s", 0.0) if reads_predictor(row(params, method)) else 0.0
             metrics.update(time_s=seconds, rte=refs.timing["gold_s"] / seconds,
                            rte_with_one_off=refs.timing["gold_s"] / (seconds + one_off),
                            knobs=ran_knobs(method_context(ctx, refs.original, method), method))

@@ -26,7 +26,8 @@ from torch import nn
 from ..core import context
 from ..core.input_range import InputRange
 from ..core.params import Params, make_params
-from ..core.splits import SplitError, _generator, stratified_subset
+from ..core.seeds import generator
+from ..core.splits import SplitError, stratified_subset
 from ..core.training import predict, seed_everything, train_model, true_class_margins
 from . import features as feats
 from .predictor import (PredictorOutput, cross_validated_accuracy, fit_predictor, make_predictor, predict_easy,
@@ -44,7 +45,6 @@ ONE_OFF_FIELDS = INDEPENDENT_TWIN_FIELDS + ("curriculum_epochs", "knn_k", "bank_
 # A request's features: M_o (or the deployed model), the request itself, M_c and the feature knobs.
 REQUEST_FEATURE_FIELDS = context.FORGET_FIELDS + context.RECIPE_FIELDS + (
     "curriculum_epochs", "knn_k", "bank_per_class", "adv_steps", "adv_eps")
-TWIN_STREAM = 5  # splits.py draws M, H, D_f, D_tf and the test subset from streams 0-4
 
 
 def draw_twin_forget(labels: torch.Tensor, members: torch.Tensor, holdout: torch.Tensor, forget_fraction: float,
@@ -55,7 +55,7 @@ def draw_twin_forget(labels: torch.Tensor, members: torch.Tensor, holdout: torch
     if size > len(holdout):
         raise SplitError(f"the independent twin forget set needs {size} holdout samples but the holdout has "
                          f"{len(holdout)}: lower member_fraction (a larger holdout) or forget_fraction")
-    chosen = stratified_subset(labels[holdout], size / len(holdout), _generator(seed, TWIN_STREAM))
+    chosen = stratified_subset(labels[holdout], size / len(holdout), generator(seed, "independent_twin_forget"))
     return holdout[chosen]
 
 
@@ -70,6 +70,11 @@ def class_bank(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
     return feats.bank_indices(torch.arange(len(labels)), labels, per_class, seed)
 
 
+def _unseen(state: dict) -> torch.Tensor:
+    """M_o's margins on D_tf from a saved or cached one-off (stored as `reference_margins` before their rename)."""
+    return state["unseen_margins"] if "unseen_margins" in state else state["reference_margins"]
+
+
 @dataclass
 class OneOff:
     """What TMU builds once per M_o and every request reuses."""
@@ -79,7 +84,7 @@ class OneOff:
     twin_raw: dict[str, torch.Tensor]  # raw DF/AF/CF on (M_t, D_tf): the reference of the feature scaling
     twin_easy_rate: float
     twin_cv_accuracy: float
-    reference_margins: torch.Tensor  # M_o's margins on D_tf (the margin target's reference)
+    unseen_margins: torch.Tensor  # M_o's margins on D_tf: samples it never saw (the margin target's)
     timing: dict[str, float]  # twin_s, curriculum_s, twin_features_s, predictor_fit_s, tmu_one_off_s
     params: Params = field(default_factory=Params)  # the feature and predictor knobs it was built with
     holdout_size: int = 0  # |H| it drew D_tf from: a request larger than that has no twin to stand for it
@@ -91,7 +96,7 @@ class OneOff:
         torch.save({"predictor": self.predictor.state_dict(),
                     "curriculum": None if self.curriculum is None else self.curriculum.state_dict(),
                     "twin_raw": self.twin_raw, "twin_easy_rate": self.twin_easy_rate,
-                    "twin_cv_accuracy": self.twin_cv_accuracy, "reference_margins": self.reference_margins,
+                    "twin_cv_accuracy": self.twin_cv_accuracy, "unseen_margins": self.unseen_margins,
                     "timing": self.timing, "params": self.params.to_dict(), "holdout_size": self.holdout_size,
                     "member_indices": self.member_indices,
                     "input_range": None if self.input_range is None else [self.input_range.low, self.input_range.high]},
@@ -113,7 +118,7 @@ class OneOff:
             curriculum.eval()
         bounds = state.get("input_range")  # absent from one-offs saved before normalised inputs were taken
         return cls(predictor.eval(), curriculum, state["twin_raw"], state["twin_easy_rate"], state["twin_cv_accuracy"],
-                   state["reference_margins"], state["timing"], params, state["holdout_size"],
+                   _unseen(state), state["timing"], params, state["holdout_size"],
                    state["member_indices"], None if bounds is None else InputRange(*bounds))
 
 
@@ -152,7 +157,7 @@ def fit_on_twin(original: nn.Module, twin: nn.Module, curriculum: nn.Module | No
     start = time.perf_counter()
     twin_raw = raw_features(params, twin, curriculum, tx, ty, bank_x, bank_y, device, names, input_range)
     labels = generalization_labels(original, tx, ty, device)
-    reference_margins = true_class_margins(predict(original, tx, device), ty)
+    unseen_margins = true_class_margins(predict(original, tx, device), ty)
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     x_twin = feats.feature_matrix(twin_raw, twin_raw, params.features, params.feature_scaling)[0]
@@ -161,7 +166,7 @@ def fit_on_twin(original: nn.Module, twin: nn.Module, curriculum: nn.Module | No
     cv = cross_validated_accuracy(x_twin, labels, params.cv_folds, params.predictor_epochs, params.predictor_lr,
                                   seed)  # a report, not part of the cost
     payload = {"predictor": predictor.state_dict(), "twin_raw": twin_raw, "twin_labels": labels,
-               "reference_margins": reference_margins}
+               "unseen_margins": unseen_margins}
     return payload, {"twin_features_s": features_s, "predictor_fit_s": fit_s, "twin_cv_accuracy": cv}
 
 
@@ -174,7 +179,7 @@ def assemble(payload: dict, meta: dict, curriculum: nn.Module | None, twin_meta:
               "twin_features_s": meta["twin_features_s"], "predictor_fit_s": meta["predictor_fit_s"]}
     timing["tmu_one_off_s"] = sum(timing.values())
     return OneOff(predictor.eval(), curriculum, payload["twin_raw"], payload["twin_labels"].float().mean().item(),
-                  meta["twin_cv_accuracy"], payload["reference_margins"], timing, params, holdout_size)
+                  meta["twin_cv_accuracy"], _unseen(payload), timing, params, holdout_size)
 
 
 def one_off(ctx: context.Context, original: nn.Module) -> OneOff:
@@ -218,7 +223,7 @@ def predict_with(one: OneOff, raw: dict[str, torch.Tensor], params: Params | Non
     proba = predict_proba(one.predictor, x_request)
     easy, threshold = predict_easy(proba, p.threshold, one.twin_easy_rate)
     return PredictorOutput(proba, easy, threshold, one.twin_easy_rate, one.twin_cv_accuracy,
-                           time.perf_counter() - start, one.reference_margins)
+                           time.perf_counter() - start, one.unseen_margins)
 
 
 def predict_request(ctx: context.Context, one: OneOff, raw: dict[str, torch.Tensor]) -> PredictorOutput:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.input_range import InputRange
+from ..core.seeds import generator
 from ..core.training import full_precision, predict, to_input
 
 FEATURE_NAMES = ("df", "af", "cf")
@@ -17,7 +18,7 @@ FEATURE_NAMES = ("df", "af", "cf")
 
 def bank_indices(retain: torch.Tensor, labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
     """A fixed, seeded subsample of `per_class` retain samples of every class: the DF bank."""
-    g = torch.Generator().manual_seed(seed * 31 + 7)
+    g = generator(seed, "df_bank")
     chosen = []
     for c in labels[retain].unique():
         idx = retain[labels[retain] == c]

@@ -51,7 +51,7 @@ def tmu_predict_easy(ctx: context.Context, original: nn.Module) -> tuple[Predict
     pred = predict_generalization(ctx, raw)
     start = time.perf_counter()
     tx, ty = ctx.subset("twin_forget")
-    pred.reference_margins = true_class_margins(predict(original, tx, ctx.device), ty)
+    pred.unseen_margins = true_class_margins(predict(original, tx, ctx.device), ty)
     pred.seconds += time.perf_counter() - start
     timing = {"twin_s": twin_meta["seconds"], "curriculum_s": cur_meta["seconds"],
               "features_s": feat_meta["seconds"], "predictor_s": pred.seconds}

@@ -95,4 +95,4 @@ class PredictorOutput:
     seconds: float
     # M_o's margins on D_tf, which M_o never saw as a retrain never sees D_f: the margin target's
     # reference (None in the class scenario, which has no twin problem)
-    reference_margins: torch.Tensor | None = None
+    unseen_margins: torch.Tensor | None = None

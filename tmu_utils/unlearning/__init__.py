@@ -1,13 +1,17 @@
 """The unlearning methods, one file each, all with the signature `UnlearnTask -> nn.Module`.
 
 `original` (no change) and `retrain` (the gold model) are references the pipeline scores
-directly; they are not methods and are not in METHODS.
+directly; they are not methods and are not in METHODS. A variant (`tmu_oracle`, or any row a params
+file's `variants:` names) is a method here at other knobs, core/variants.py.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from torch import nn
+
+from ..core.variants import row
 
 from .bad_teacher import bad_teacher
 from .common import UnlearnTask
@@ -19,26 +23,13 @@ from .random_label import random_label
 from .salun import salun
 from .scrub import scrub
 from .tmu import tmu_unlearn
-from .tmu_step import STEP_VARIANTS, with_step
-from .tmu_targets import tmu_by_target, tmu_hard_only, tmu_margin, tmu_rank_control, tmu_soft
 
 UnlearnMethod = Callable[[UnlearnTask], nn.Module]
 
-# The pipeline hands every TMU variant its easy/hard split (tmu_random_rank: the predictor's number of
-# easy samples, chosen at random, a control for the predictor's ranking). `tmu` uses the target
-# `tmu_target` names; tmu_hard, tmu_soft, tmu_margin and tmu_hard_only force theirs; the ranking controls
-# follow tmu's split-based target (tmu_targets.py).
+# One TMU, whose variants are knobs (unlearning/tmu.py); a table's other TMU rows are variants
+# (core/variants.py), each `tmu` at some knob overrides.
 METHODS: dict[str, UnlearnMethod] = {
-    "tmu": tmu_by_target,
-    "tmu_oracle": tmu_rank_control,
-    "tmu_all_hard": tmu_unlearn,
-    "tmu_random_rank": tmu_rank_control,
-    "tmu_hard": tmu_unlearn,
-    "tmu_soft": tmu_soft,
-    "tmu_margin": tmu_margin,
-    "tmu_hard_only": tmu_hard_only,
-    # tmu's target with a step variant's knobs (tmu_step.py)
-    **{name: (lambda task, name=name: tmu_by_target(with_step(task, name))) for name in STEP_VARIANTS},
+    "tmu": tmu_unlearn,
     "finetune": finetune,
     "neggrad": neggrad,
     "neggrad_plus": neggrad_plus,
@@ -49,4 +40,13 @@ METHODS: dict[str, UnlearnMethod] = {
     "l1_sparse": l1_sparse,
 }
 
-__all__ = ["METHODS", "UnlearnMethod", "UnlearnTask"]
+
+
+def unlearn_row(task: UnlearnTask, name: str) -> nn.Module:
+    """Run the row `name` (a method, or a variant: a method at some knob overrides) on `task`, at the
+    row's params."""
+    r = row(task.params, name)
+    return METHODS[r.method](dataclasses.replace(task, params=r.params))
+
+
+__all__ = ["METHODS", "UnlearnMethod", "UnlearnTask", "unlearn_row"]

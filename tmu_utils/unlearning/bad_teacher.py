@@ -31,7 +31,7 @@ def incompetent_teacher(task: UnlearnTask, generator: torch.Generator) -> nn.Mod
 def bad_teacher(task: UnlearnTask) -> nn.Module:
     """Distil the original on the retain subset and a random-init teacher on D_f into a copy of M_o."""
     p, device = task.params, task.device
-    gen = method_generator(task, salt=15)
+    gen = method_generator(task, "bad_teacher")
     model = start_model(task)
     retain = retain_subset(task, gen)
     bad = incompetent_teacher(task, gen)

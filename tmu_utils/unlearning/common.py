@@ -14,6 +14,7 @@ from torch import nn
 
 from ..core.input_range import InputRange
 from ..core.params import Params
+from ..core.seeds import generator
 from ..core.training import predict, to_input
 
 
@@ -33,7 +34,7 @@ class UnlearnTask:
     seed: int | None = None  # seeds the method's own randomness; None means params.seed
     easy_proba: torch.Tensor | None = None  # P(easy) per D_f sample from the predictor (TMU's soft and margin targets)
     # margins of samples the original never saw, whose distribution D_f's should take (TMU's margin target)
-    reference_margins: torch.Tensor | None = None
+    unseen_margins: torch.Tensor | None = None
     # called as on_epoch(epochs_done, model) after each epoch by the methods in EPOCH_PREFIX (the tuner
     # reads shorter runs off a longer one); it must leave the model and every generator as it found them
     on_epoch: Callable[[int, nn.Module], None] | None = None
@@ -65,9 +66,10 @@ def start_model(task: UnlearnTask) -> nn.Module:
     return model
 
 
-def method_generator(task: UnlearnTask, salt: int) -> torch.Generator:
-    """A generator seeded by the run seed and a per-method salt, so methods draw independently."""
-    return torch.Generator().manual_seed(task.run_seed * 7919 + salt)
+def method_generator(task: UnlearnTask, stream: str) -> torch.Generator:
+    """The generator of a method's own draws: its named stream (core/seeds.py) under the run seed, so
+    methods draw independently."""
+    return generator(task.run_seed, stream)
 
 
 def retain_subset(task: UnlearnTask, generator: torch.Generator) -> torch.Tensor:

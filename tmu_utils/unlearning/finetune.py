@@ -14,7 +14,7 @@ from .common import (UnlearnTask, batch_input, batches, end_of_epoch, method_gen
 def finetune(task: UnlearnTask) -> nn.Module:
     """Fine-tune a copy of M_o with cross-entropy on the replayed retain subset only."""
     p, device = task.params, task.device
-    gen = method_generator(task, salt=11)
+    gen = method_generator(task, "finetune")
     model = start_model(task)
     retain = retain_subset(task, gen)
     x, y = on_device(task, task.retain_x[retain], task.retain_y[retain])

@@ -16,7 +16,7 @@ from .common import (UnlearnTask, batch_input, batches, method_generator, on_dev
 def l1_sparse(task: UnlearnTask) -> nn.Module:
     """Fine-tune on the retain subset with CE + gamma_t * ||theta||_1, gamma_t: l1_sparse_alpha -> 0."""
     p, device = task.params, task.device
-    gen = method_generator(task, salt=18)
+    gen = method_generator(task, "l1_sparse")
     model = start_model(task)
     retain = retain_subset(task, gen)
     x, y = on_device(task, task.retain_x[retain], task.retain_y[retain])

@@ -13,7 +13,7 @@ from .common import UnlearnTask, batch_input, batches, method_generator, on_devi
 def neggrad(task: UnlearnTask) -> nn.Module:
     """Maximise the forget-set cross-entropy for `unlearn_epochs` epochs at `neggrad_lr`."""
     p, device = task.params, task.device
-    gen = method_generator(task, salt=12)
+    gen = method_generator(task, "neggrad")
     model = start_model(task)
     fx, fy = on_device(task, task.forget_x, task.forget_y)
     opt = unlearn_optimizer(model, p, lr=p.neggrad_lr)

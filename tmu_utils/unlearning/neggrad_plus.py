@@ -14,7 +14,7 @@ from .common import (UnlearnTask, batch_input, batches, method_generator, on_dev
 def neggrad_plus(task: UnlearnTask) -> nn.Module:
     """Per retain batch, minimise CE(retain) - alpha * CE(forget), cycling through forget batches."""
     p, device = task.params, task.device
-    gen = method_generator(task, salt=13)
+    gen = method_generator(task, "neggrad_plus")
     model = start_model(task)
     retain = retain_subset(task, gen)
     rx, ry, fx, fy = on_device(task, task.retain_x[retain], task.retain_y[retain], task.forget_x, task.forget_y)

@@ -15,7 +15,7 @@ from .common import (UnlearnTask, batch_input, batches, end_of_epoch, method_gen
 def random_label(task: UnlearnTask) -> nn.Module:
     """Fine-tune a copy of M_o on the retain subset plus D_f relabelled to random wrong classes."""
     p, device = task.params, task.device
-    gen = method_generator(task, salt=14)
+    gen = method_generator(task, "random_label")
     model = start_model(task)
     retain = retain_subset(task, gen)
     wrong = random_wrong_labels(task.forget_y, task.num_classes, gen)

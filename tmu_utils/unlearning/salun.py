@@ -37,7 +37,7 @@ def saliency_mask(task: UnlearnTask, model: nn.Module) -> list[torch.Tensor]:
 def salun(task: UnlearnTask) -> nn.Module:
     """Random-label fine-tuning of a copy of M_o that updates only the salient weights."""
     p, device = task.params, task.device
-    gen = method_generator(task, salt=17)
+    gen = method_generator(task, "salun")
     model = start_model(task)
     masks = saliency_mask(task, model)
     retain = retain_subset(task, gen)

@@ -25,7 +25,7 @@ def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
 def scrub(task: UnlearnTask) -> nn.Module:
     """Alternate forget max-steps (first `scrub_max_epochs` epochs) and retain min-steps."""
     p, device = task.params, task.device
-    gen = method_generator(task, salt=16)
+    gen = method_generator(task, "scrub")
     model = start_model(task)
     retain = retain_subset(task, gen)
     rx, ry = task.retain_x[retain], task.retain_y[retain]

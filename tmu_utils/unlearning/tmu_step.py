@@ -6,64 +6,27 @@ easier to tell from retraining than doing nothing. Three knobs change only what 
   min-step) instead of being re-fitted to their labels, so their margins are not sharpened;
 - `tmu_update`: `head`, `last_block` (the last block of the body plus the head: the body's last
   parameterised child, or on a model without `body` the last block before the head, or a block the
-  caller names by its module path) or
-  `bn` (BatchNorm's affine parameters) are the only weights updated; every other parameter and every
+  caller names by its module path) or `bn` (BatchNorm's affine parameters) are the only weights updated; every other parameter and every
   BatchNorm statistic stays bit for bit as M_o has it;
 - `tmu_calibrate`: the predicted-easy forget samples join the pool with a margin target: M_o's
   margins on the twin forget samples it classifies correctly (samples it never saw), quantile for
   quantile in the order of M_o's own margins on them. They stay right, at the confidence of an unseen
   sample instead of a memorised one. No gold model is involved: on the twin problem M_o is the gold.
-The variant methods `tmu_<variant>` force their knobs on top of the reference step (STEP_VARIANTS);
-`tmu_reference` is the reference step itself. The default step (params) is the twin problem's choice
-by a rule fixed before any population ran (benchmarks/results/step_choice/).
+The rows that force a step (`tmu_distill`, ...) are variants, choices.VARIANTS; `tmu_reference` is the
+reference step itself. The default step (params) is the twin problem's choice by a rule fixed before any
+population ran (benchmarks/results/step_choice/).
 """
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import UnlearnTask
+from ..core.training import full_precision
+from .common import UnlearnTask, batch_input
 
-REFERENCE_STEP = {"tmu_retain_loss": "ce", "tmu_update": "all", "tmu_calibrate": False}
-STEP_FIELDS = tuple(REFERENCE_STEP)
-# variant method -> the step knobs it forces (the others at REFERENCE_STEP)
-STEP_VARIANTS: dict[str, dict] = {
-    "tmu_reference": {},  # the step before the variants: what `tmu` computed until the default moved
-    "tmu_distill": {"tmu_retain_loss": "distill"},
-    "tmu_head": {"tmu_update": "head"},
-    "tmu_last_block": {"tmu_update": "last_block"},
-    "tmu_bn": {"tmu_update": "bn"},
-    "tmu_calibrated": {"tmu_calibrate": True},
-    "tmu_distill_calibrated": {"tmu_retain_loss": "distill", "tmu_calibrate": True},
-    "tmu_distill_last_block": {"tmu_retain_loss": "distill", "tmu_update": "last_block"},
-}
-
-
-def step_of(method: str, params) -> dict:
-    """The step knobs `method` runs with: a variant's forced ones, else the params' own."""
-    if method in STEP_VARIANTS:
-        return {**REFERENCE_STEP, **STEP_VARIANTS[method]}
-    return {f: getattr(params, f) for f in STEP_FIELDS}
-
-
-def step_suffix(step: dict) -> str:
-    """The part of a stored name that says how a step differs from the reference ('' for the reference)."""
-    parts = []
-    if step["tmu_retain_loss"] != "ce":
-        parts.append(step["tmu_retain_loss"])
-    if step["tmu_update"] != "all":
-        parts.append(step["tmu_update"])
-    if step["tmu_calibrate"]:
-        parts.append("calibrated")
-    return "".join(f"_{p}" for p in parts)
-
-
-def with_step(task: UnlearnTask, method: str) -> UnlearnTask:
-    """`task` with the step knobs of the variant `method` in its params."""
-    return dataclasses.replace(task, params=dataclasses.replace(task.params, **step_of(method, task.params)))
+PREFIX_CACHE_BYTES = 2 << 30  # the most a restricted step keeps of its frozen prefix's outputs
+PREDICT_BATCH = 2048  # rows per no-grad forward pass, as core.training.predict
 
 
 def _parameterised_children(module: nn.Module) -> list[nn.Module]:
@@ -170,6 +133,33 @@ def frozen_split(model: nn.Module, update: str, block: str | None = None) -> tup
     return _Prefix(model, prefix), nn.Sequential(*layers[first:], model.head)
 
 
+@torch.no_grad()
+def prefix_outputs(task: UnlearnTask, prefix: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The frozen prefix's outputs on every pool row, on the task's device; None where they would take
+    more than PREFIX_CACHE_BYTES (the step then runs the whole model on every batch)."""
+    if len(x) == 0:
+        return None
+    first = prefix(batch_input(x, torch.arange(1), task.device))
+    if first.numel() * first.element_size() * len(x) > PREFIX_CACHE_BYTES:
+        return None
+    chunks = torch.arange(len(x)).split(task.params.unlearn_batch_size)
+    return torch.cat([prefix(batch_input(x, idx, task.device)) for idx in chunks])
+
+
+@torch.no_grad()
+def eval_outputs(task: UnlearnTask, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """`module`'s outputs on `h` in eval mode and float32, on the CPU (as `predict` computes logits);
+    each submodule's train or eval mode is put back afterwards."""
+    modes = [(m, m.training) for m in module.modules()]  # parents first: restoring in order is exact
+    module.eval()
+    try:
+        with full_precision(task.device):
+            return torch.cat([module(chunk).float().cpu() for chunk in h.split(PREDICT_BATCH)])
+    finally:
+        for m, training in modes:
+            m.train(training)
+
+
 def distillation_losses(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Per row KL(softmax(teacher) ‖ softmax(student)) at temperature 1."""
     teacher = F.log_softmax(teacher_logits, dim=1)
@@ -187,12 +177,12 @@ def quantile_targets(order_by: torch.Tensor, reference: torch.Tensor) -> torch.T
     return targets.float()
 
 
-def calibration_targets(original_margins: torch.Tensor, reference_margins: torch.Tensor | None) -> torch.Tensor:
+def calibration_targets(original_margins: torch.Tensor, unseen_margins: torch.Tensor | None) -> torch.Tensor:
     """The margin each predicted-easy forget sample is pulled to: the reference's correctly classified
     (positive-margin) part, in the order of M_o's own margins on the samples."""
-    if reference_margins is None:
-        raise ValueError("tmu_calibrate needs task.reference_margins: M_o's margins on the twin forget set")
-    correct = reference_margins[reference_margins > 0]
+    if unseen_margins is None:
+        raise ValueError("tmu_calibrate needs task.unseen_margins: M_o's margins on the twin forget set")
+    correct = unseen_margins[unseen_margins > 0]
     if len(correct) == 0:
         raise ValueError("tmu_calibrate: M_o classifies no twin forget sample correctly, so there is no "
                          "confidence of an unseen correct sample to calibrate to")

@@ -1,65 +1,117 @@
-"""TMU's target variants (docs/method.md, "Target variants"): what each forget sample is fine-tuned
-towards. `hard` (tmu.py) flips the predicted-hard samples to a confident wrong label; a retrained
-model is mostly unsure about those samples instead, with small margins either side of zero. So:
-- `soft`: every forget sample gets the distribution P(easy)·onehot(y) + (1 − P(easy))·onehot(runner-up),
-  cross-entropy with soft targets;
-- `margin`: D_f ranked by P(easy) takes the margins of samples the original never saw, quantile for
-  quantile, and the model's margins are pulled there with a smooth-L1 loss.
-Both fine-tune on the hard variant's retain subsample plus all of D_f repeated `hard_repeat` times
-(every forget sample now has a target to reach, not only the predicted-hard ones).
-- `hard_only`: the hard flip, with the predicted-easy samples left out of the pool, so that they are
-  not trained on again (the hard variant makes them more confident than a retrained model is).
-`tmu` follows `tmu_target`; `tmu_hard`, `tmu_soft`, `tmu_margin` and `tmu_hard_only` force their
-variant. The ranking controls `tmu_oracle` and `tmu_random_rank` take tmu's split-based target: hard_only
-when `tmu_target` is hard_only, the hard flip otherwise (soft and margin read a P(easy) that the
-controls do not have). `tmu_all_hard` has no easy samples, so both split-based targets agree on it.
+"""TMU's targets (docs/method.md, "Target variants"): the pool of rows its fine-tune sees and what each
+forget sample is pulled towards. Every pool holds a retain subsample (`retain_fraction`) and forget rows:
+- `hard`: the predicted-easy samples with their true labels (seen with input noise), the predicted-hard
+  ones `hard_repeat` times with a wrong label (`hard_label`) or gradient ascent (`hard_loss`); a few
+  hundred of them diluted among thousands of retain samples are never flipped without the repeats;
+- `hard_only`: the same without the predicted-easy rows, which the hard flip makes more confident than a
+  retrained model is; with `tmu_calibrate` they come back with a margin target (CALIBRATED rows);
+- `soft`: all of D_f `hard_repeat` times, towards P(easy)·onehot(y) + (1 − P(easy))·onehot(runner-up);
+- `margin`: all of D_f `hard_repeat` times, its margins pulled (smooth-L1) to those of samples the
+  original never saw, quantile for quantile in the order of P(easy).
+soft and margin read the predictor's P(easy); with any other split (`tmu_split`) TMU runs the hard flip
+(hard_only stays hard_only), so the controls differ from `tmu` only in which samples count as easy.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from ..core.params import Params
 from ..core.training import true_class_margins
-from .common import (UnlearnTask, method_generator, on_device, original_logits, retain_subset, runner_up_labels,
-                     start_model)
-from .tmu import EASY, HARD, RETAIN, fine_tune, tmu_unlearn
-from .tmu_step import quantile_targets
+from .common import (UnlearnTask, on_device, original_logits, random_wrong_labels, retain_subset,
+                     runner_up_labels)
+from .tmu_step import calibration_targets, quantile_targets
 
-VARIANT_OF = {"tmu_hard": "hard", "tmu_soft": "soft", "tmu_margin": "margin",
-              "tmu_hard_only": "hard_only"}  # methods that force one
-RANK_CONTROLS = ("tmu_oracle", "tmu_random_rank")  # controls of tmu's ranking: they follow its split-based target
-
-
-def target_variant(method: str, tmu_target: str) -> str:
-    """The target `method` fine-tunes D_f with: `tmu` follows `tmu_target`; `tmu_hard`, `tmu_soft`,
-    `tmu_margin` and `tmu_hard_only` force theirs; the ranking controls follow `tmu_target` when it is
-    hard_only; every other method (tmu_all_hard included) is `hard`."""
-    if method == "tmu":
-        return tmu_target
-    if method in RANK_CONTROLS and tmu_target == "hard_only":
-        return "hard_only"
-    return VARIANT_OF.get(method, "hard")
+# Where a pool row comes from. CALIBRATED: predicted-easy rows with a margin target (tmu_calibrate), seen
+# without input noise.
+RETAIN, EASY, HARD, CALIBRATED = 0, 1, 2, 3
+# (logits of a batch, the batch's pool rows, their sources) -> the loss of each row
+RowLosses = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _needs_predictor(task: UnlearnTask, variant: str) -> None:
-    if task.easy is None or task.easy_proba is None:
-        raise ValueError(f"TMU's {variant} target needs task.easy and task.easy_proba: the predictor's split and "
-                         "P(easy) of each forget sample")
+@dataclass
+class Pool:
+    """The rows TMU's fine-tune sees: uint8 images, each row's source, and the loss of a batch's rows."""
+
+    x: torch.Tensor
+    source: torch.Tensor
+    row_losses: RowLosses
 
 
-def _pool(task: UnlearnTask, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                   torch.Tensor]:
-    """The retain subsample and D_f repeated `hard_repeat` times: (images, labels, source, forget row),
-    where forget row is the D_f index of each row (−1 for retain rows) and D_f rows are tagged EASY
-    or HARD by the predictor's split."""
+def target_of(params: Params) -> str:
+    """The target TMU runs with: `tmu_target` with the predictor's split; the hard flip (hard_only when
+    `tmu_target` is hard_only) with any other, whose P(easy) soft and margin could not read."""
+    if params.tmu_split == "predictor":
+        return params.tmu_target
+    return "hard_only" if params.tmu_target == "hard_only" else "hard"
+
+
+def hard_targets(task: UnlearnTask, hard: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The wrong labels given to the hard forget samples, drawn once per run (`hard_label`)."""
+    y = task.forget_y[hard]
+    if task.params.hard_label == "runner_up":
+        return runner_up_labels(original_logits(task, task.forget_x[hard]), y)
+    return random_wrong_labels(y, task.num_classes, generator)
+
+
+def flip_pool(task: UnlearnTask, generator: torch.Generator, train_easy: bool = True) -> Pool:
+    """The hard flip (`hard`); without `train_easy` the predicted-easy rows stay out (`hard_only`), unless
+    `tmu_calibrate` puts them in with a margin target (then `hard_repeat` times, as the hard ones)."""
+    p = task.params
+    retain = retain_subset(task, generator)
+    calibrate = p.tmu_calibrate and bool(task.easy.any())
+    easy = task.easy.nonzero().flatten() if train_easy or calibrate else torch.zeros(0, dtype=torch.long)
+    easy_reps = p.hard_repeat if calibrate else 1
+    hard = (~task.easy).nonzero().flatten()
+    wrong = hard_targets(task, hard, generator)
+    x = torch.cat([task.retain_x[retain], task.forget_x[easy].repeat(easy_reps, 1, 1, 1),
+                   task.forget_x[hard].repeat(p.hard_repeat, 1, 1, 1)])
+    source = torch.cat([torch.full((len(retain),), RETAIN), torch.full((len(easy) * easy_reps,),
+                                                                        CALIBRATED if calibrate else EASY),
+                        torch.full((len(hard) * p.hard_repeat,), HARD)])
+    target = torch.cat([task.retain_y[retain], task.forget_y[easy].repeat(easy_reps),
+                        task.forget_y[hard].repeat(p.hard_repeat)])
+    if p.hard_loss == "random_label":
+        target[source == HARD] = wrong.repeat(p.hard_repeat)
+    wanted = torch.zeros(len(x))  # the margin each CALIBRATED row is pulled to
+    if calibrate:
+        own = true_class_margins(original_logits(task, task.forget_x[easy]), task.forget_y[easy])
+        wanted[source == CALIBRATED] = calibration_targets(own, task.unseen_margins).repeat(easy_reps)
+    target, wanted = on_device(task, target, wanted)
+
+    def row_losses(logits: torch.Tensor, idx: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+        yb = target[idx.to(target.device)].to(task.device)
+        losses = F.cross_entropy(logits, yb, reduction="none")
+        if p.hard_loss == "ascent":
+            losses = torch.where(sb == HARD, -losses, losses)
+        if calibrate:
+            margin_loss = F.smooth_l1_loss(true_class_margins(logits, yb),
+                                           wanted[idx.to(wanted.device)].to(task.device), reduction="none")
+            losses = torch.where(sb == CALIBRATED, margin_loss, losses)
+        return losses
+
+    return Pool(x, source, row_losses)
+
+
+def _needs_predictor(task: UnlearnTask, target: str) -> None:
+    if task.easy_proba is None:
+        raise ValueError(f"TMU's {target} target needs task.easy_proba: the predictor's P(easy) of each forget sample")
+
+
+def _forget_rows(task: UnlearnTask, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                          torch.Tensor]:
+    """The retain subsample and all of D_f repeated `hard_repeat` times: (images, labels, source, forget
+    row), where forget row is each row's D_f index (−1 for retain rows) and D_f rows are tagged EASY or
+    HARD by the split."""
     reps = task.params.hard_repeat
     retain = retain_subset(task, generator)
     n = len(task.forget_y)
     x = torch.cat([task.retain_x[retain], task.forget_x.repeat(reps, 1, 1, 1)])
     y = torch.cat([task.retain_y[retain], task.forget_y.repeat(reps)])
-    forget_source = torch.where(task.easy, EASY, HARD)
-    source = torch.cat([torch.full((len(retain),), RETAIN), forget_source.repeat(reps)])
+    source = torch.cat([torch.full((len(retain),), RETAIN), torch.where(task.easy, EASY, HARD).repeat(reps)])
     row = torch.cat([torch.full((len(retain),), -1), torch.arange(n).repeat(reps)])
     return x, y, source, row
 
@@ -72,12 +124,10 @@ def soft_targets(task: UnlearnTask) -> torch.Tensor:
     return p_easy[:, None] * eye[y] + (1 - p_easy)[:, None] * eye[runner_up]
 
 
-def tmu_soft(task: UnlearnTask) -> nn.Module:
-    """Fine-tune towards soft targets on D_f (noise on predicted-easy samples, as the hard variant)."""
+def soft_pool(task: UnlearnTask, generator: torch.Generator) -> Pool:
+    """Soft targets on D_f, cross-entropy (noise on predicted-easy rows, as the hard flip)."""
     _needs_predictor(task, "soft")
-    gen = method_generator(task, salt=2)
-    model = start_model(task)
-    x, y, source, row = _pool(task, gen)
+    x, y, source, row = _forget_rows(task, generator)
     eye = torch.eye(task.num_classes)
     target = torch.where((row >= 0)[:, None], soft_targets(task)[row.clamp(min=0)], eye[y])  # (rows, classes)
     (target,) = on_device(task, target)
@@ -85,32 +135,24 @@ def tmu_soft(task: UnlearnTask) -> nn.Module:
     def row_losses(logits: torch.Tensor, idx: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target[idx.to(target.device)].to(task.device), reduction="none")
 
-    return fine_tune(task, model, x, source, row_losses, gen)
+    return Pool(x, source, row_losses)
 
 
-def margin_targets(easy_proba: torch.Tensor, reference_margins: torch.Tensor) -> torch.Tensor:
-    """Quantile matching: the forget sample ranked k-th of n by P(easy) (ascending) gets the reference
-    margin at quantile (k + ½)/n, so the highest P(easy) gets the highest reference margin."""
-    return quantile_targets(easy_proba, reference_margins)
+def margin_targets(easy_proba: torch.Tensor, unseen_margins: torch.Tensor) -> torch.Tensor:
+    """Quantile matching: the forget sample ranked k-th of n by P(easy) (ascending) gets the unseen
+    samples' margin at quantile (k + ½)/n, so the highest P(easy) gets the highest margin."""
+    return quantile_targets(easy_proba, unseen_margins)
 
 
-def tmu_margin(task: UnlearnTask) -> nn.Module:
-    """Fine-tune D_f's margins towards `margin_targets` (smooth-L1), with cross-entropy on the retain rows.
-
-    No input noise here: the target margin already sets how confident each sample ends up.
-    """
-    if task.reference_margins is None:
-        if task.easy is not None and not task.easy.any():
-            # The class scenario: every sample is hard and there is no twin problem to take margins
-            # from, so TMU relabels all of D_f (docs/method.md), whichever target it uses.
-            return tmu_unlearn(task)
-        raise ValueError("TMU's margin target needs task.reference_margins: margins of samples M_o never saw")
+def margin_pool(task: UnlearnTask, generator: torch.Generator) -> Pool:
+    """D_f's margins towards `margin_targets` (smooth-L1), cross-entropy on the retain rows. No input
+    noise: the target margin already sets how confident each sample ends up."""
+    if task.unseen_margins is None:
+        raise ValueError("TMU's margin target needs task.unseen_margins: margins of samples M_o never saw")
     _needs_predictor(task, "margin")
-    gen = method_generator(task, salt=3)
-    model = start_model(task)
-    x, y, source, row = _pool(task, gen)
+    x, y, source, row = _forget_rows(task, generator)
     source = torch.where(source == RETAIN, RETAIN, HARD)  # no forget row is EASY: none gets noise
-    wanted = margin_targets(task.easy_proba, task.reference_margins)
+    wanted = margin_targets(task.easy_proba, task.unseen_margins)
     target = torch.where(row >= 0, wanted[row.clamp(min=0)], 0.0)
     y, target, row = on_device(task, y, target, row)
 
@@ -120,20 +162,11 @@ def tmu_margin(task: UnlearnTask) -> nn.Module:
         margin_loss = F.smooth_l1_loss(true_class_margins(logits, yb), tb, reduction="none")
         return torch.where(is_forget, margin_loss, F.cross_entropy(logits, yb, reduction="none"))
 
-    return fine_tune(task, model, x, source, row_losses, gen)
+    return Pool(x, source, row_losses)
 
 
-def tmu_hard_only(task: UnlearnTask) -> nn.Module:
-    """The hard flip on the predicted-hard samples only: the predicted-easy ones are not trained on."""
-    return tmu_unlearn(task, train_easy=False)
-
-
-def tmu_by_target(task: UnlearnTask) -> nn.Module:
-    """`tmu`: the variant named by `tmu_target`."""
-    variants = {"hard": tmu_unlearn, "soft": tmu_soft, "margin": tmu_margin, "hard_only": tmu_hard_only}
-    return variants[task.params.tmu_target](task)
-
-
-def tmu_rank_control(task: UnlearnTask) -> nn.Module:
-    """`tmu_oracle` and `tmu_random_rank`: their easy/hard split with tmu's split-based target."""
-    return tmu_unlearn(task, train_easy=task.params.tmu_target != "hard_only")
+# target -> its pool, and the random stream of its draws (core/seeds.py: each target draws as it always has)
+POOLS: dict[str, Callable[[UnlearnTask, torch.Generator], Pool]] = {
+    "hard": flip_pool, "hard_only": lambda task, gen: flip_pool(task, gen, train_easy=False),
+    "soft": soft_pool, "margin": margin_pool}
+STREAMS = {"hard": "tmu/hard", "hard_only": "tmu/hard", "soft": "tmu/soft", "margin": "tmu/margin"}

@@ -2,6 +2,7 @@
 Params field, every grid the same number of points, and the fixed choice of `tune_budget` of them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -10,9 +11,9 @@ from typing import Any
 import yaml
 from scipy.stats import qmc
 
-from ..core.choices import TUNABLE_KNOBS, TUNE_GRID_POINTS, UNLEARNING_METHODS, fixed_knobs_path
-from ..core.params import FIELD_TYPES, Params, ParamsError
-from ..unlearning.tmu_step import STEP_VARIANTS
+from ...core.choices import TUNABLE_KNOBS, TUNE_GRID_POINTS, UNLEARNING_METHODS, fixed_knobs_path
+from ...core.params import FIELD_TYPES, Params, ParamsError
+from ...core.variants import Row
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,10 @@ class Scaled:
 # where that edge lies depends on the data set). The other knobs' values are absolute.
 _LR = Scaled((0.4, 1.0, 2.0, 4.0))
 _TMU = {"unlearn_lr": _LR, "hard_repeat": (1, 2, 4, 8)}
-# Knob name (a Params field) -> candidate values, per method. Each grid is their product.
+# Knob name (a Params field) -> candidate values, per registered method (a variant row is tuned over its
+# method's grid). Each grid is their product.
 KNOBS: dict[str, dict[str, tuple | Scaled]] = {
     "tmu": _TMU,
-    "tmu_oracle": _TMU,
-    "tmu_all_hard": _TMU,
-    "tmu_random_rank": _TMU,
-    "tmu_hard": _TMU,
-    "tmu_soft": _TMU,
-    "tmu_margin": _TMU,
-    "tmu_hard_only": _TMU,
-    **{name: _TMU for name in STEP_VARIANTS},
     "finetune": {"unlearn_lr": _LR, "unlearn_epochs": (1, 2, 3, 5)},
     "neggrad": {"neggrad_lr": Scaled(tuple(2 ** (k / 2) for k in range(-6, 10)))},
     "neggrad_plus": {"unlearn_lr": _LR, "neggrad_plus_alpha": (0.1, 0.25, 0.5, 1.0)},
@@ -56,9 +50,15 @@ KNOBS: dict[str, dict[str, tuple | Scaled]] = {
     "l1_sparse": {"unlearn_lr": _LR, "l1_sparse_alpha": (1e-4, 2e-4, 5e-4, 1e-3)},
 }
 NO_KNOBS = ("original", "retrain")  # references, scored as they are
-# TMU's controls run at the knobs tuned for tmu itself, so that they differ from it only in which
-# forget samples count as easy (and cost no tuning of their own).
-TUNED_AS = {"tmu_oracle": "tmu", "tmu_all_hard": "tmu", "tmu_random_rank": "tmu"}
+
+
+def tuned_as(r: Row) -> Row:
+    """The row whose knobs `r` runs at: TMU at another split than the predictor's (a control) runs at the
+    knobs of TMU with the predictor's split, so that it differs from it only in which forget samples count
+    as easy (and costs no tuning of its own); every other row at its own."""
+    if r.method != "tmu" or r.params.tmu_split == "predictor":
+        return r
+    return Row(r.name, r.method, dataclasses.replace(r.params, tmu_split="predictor"))
 
 
 def check_grid(method: str, grid: dict[str, tuple]) -> None:

@@ -4,7 +4,7 @@ The twin problem is an unlearning problem whose answer is known without the gold
 original is M_t, the forget set D_tf, the retain set the members M, and its gold model is M_o,
 which never saw D_tf. Each method's knobs are chosen there, per run, on any data set:
 - every method gets the same number of grid points (`tune_budget`), taken from its declared
-  candidate grid (tuning_grids.py);
+  candidate grid (grids.py);
 - every point is scored by one criterion, the same for every method (`alignment_score`);
 - TMU is handed the easy/hard split its predictor makes for samples it never trained on
   (out-of-fold), never the twin labels themselves; its soft and margin targets the out-of-fold
@@ -24,15 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core import context
-from ..core.context import Outputs
-from ..core.params import Params, validate
-from ..core.training import predict, seed_everything, true_class_margins
-from ..evaluation.metrics import alignment_metrics
-from ..unlearning import METHODS, UnlearnTask, runner
-from ..unlearning.common import EPOCH_PREFIX
-from .tuning_grids import KNOBS, TUNED_AS, fixed_table, grid_points, tuning_mode
-from .tuning_problem import TwinProblem, tuning_twin, twin_easy_splits, twin_problem, twin_reference_margins
+from ...core import context
+from ...core.context import Outputs
+from ...core.params import Params
+from ...core.training import predict, seed_everything, true_class_margins
+from ...evaluation.metrics import alignment_metrics
+from ...unlearning import METHODS, UnlearnTask, runner
+from ...unlearning.common import EPOCH_PREFIX
+from ...core.variants import is_tmu, row
+from .grids import KNOBS, grid_points, tuned_as
+from .problem import TwinProblem, tuning_twin, twin_easy_splits, twin_problem, twin_unseen_margins
 
 
 def alignment_score(u: Outputs, gold: Outputs, labels: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
@@ -75,11 +76,11 @@ def criterion(tow: float, activation_distance: float) -> float:
 def twin_unlearn(ctx: context.Context, problem: TwinProblem, method: str, params: Params,
                  easy: torch.Tensor | None, read_at: tuple[int, ...] = (),
                  **target_inputs: torch.Tensor | None) -> dict[int, tuple[Outputs, float]]:
-    """Run `method` with `params` on the twin problem: its outputs on the scoring sets and its wall time,
+    """Run the registered `method` with `params` (a row's, at one grid point) on the twin problem: its outputs on the scoring sets and its wall time,
     keyed by the epochs run. Besides `params.unlearn_epochs`, each epoch count in `read_at` (methods in
     EPOCH_PREFIX only) is read off this run after that epoch: what a run stopped there would give, its
     time the unlearning up to that epoch (the reading itself is not counted).
-    `target_inputs` are the TMU targets' `easy_proba` and `reference_margins`, when it reads them."""
+    `target_inputs` are the TMU targets' `easy_proba` and `unseen_margins`, when it reads them."""
     seed = ctx.seeds["unlearning"]
     results: dict[int, tuple[Outputs, float]] = {}
     reading = [0.0]  # seconds spent reading, left out of the unlearning time
@@ -127,26 +128,28 @@ def shared_runs(method: str, grid: list[dict[str, Any]]) -> dict[int, list[int]]
     return {max(g, key=lambda i: grid[i]["unlearn_epochs"]): g for g in groups.values()}
 
 
-def tune_method(ctx: context.Context, problem: TwinProblem, method: str, easy: torch.Tensor | None,
+def tune_method(ctx: context.Context, problem: TwinProblem, name: str, easy: torch.Tensor | None,
                 **target_inputs: torch.Tensor | None) -> dict:
-    """Score every grid point of `method` on the twin problem; choose the best (first on ties).
-    `read_from[i]`: the grid point whose run point i was read off (i itself unless shared_runs)."""
+    """Score every grid point of the row `name` (a control: TMU's, grids.tuned_as) on the twin problem;
+    choose the best (first on ties). `read_from[i]`: the grid point whose run point i was read off (i
+    itself unless shared_runs)."""
     start = time.perf_counter()
-    grid = grid_points(method, ctx.params)
-    settings = [dataclasses.replace(ctx.params, **point) for point in grid]
+    r = tuned_as(row(ctx.params, name))
+    grid = grid_points(r.method, r.params)
+    settings = [dataclasses.replace(r.params, **point) for point in grid]
     results: list[tuple[Outputs, float]] = [None] * len(grid)  # type: ignore[list-item]
     read_from = list(range(len(grid)))
-    for run, points in sorted(shared_runs(method, grid).items()):
+    for run, points in sorted(shared_runs(r.method, grid).items()):
         read_at = tuple(settings[i].unlearn_epochs for i in points if i != run)
-        outputs = twin_unlearn(ctx, problem, method, settings[run], easy, read_at, **target_inputs)
+        outputs = twin_unlearn(ctx, problem, r.method, settings[run], easy, read_at, **target_inputs)
         for i in points:
             results[i], read_from[i] = outputs[settings[i].unlearn_epochs], run
-    record: dict[str, Any] = {"grid": grid, "criterion": ctx.params.tuning_criterion, "scores": [], "tow": [],
+    record: dict[str, Any] = {"grid": grid, "criterion": r.params.tuning_criterion, "scores": [], "tow": [],
                               "activation_distance": [], "margin_distance": [], "seconds": [], "read_from": read_from}
     for outputs, seconds in results:
         _, metrics = alignment_score(outputs, problem.gold_outputs, problem.labels)
         distance = margin_distance(outputs, problem.gold_outputs, problem.labels)
-        record["scores"].append(point_score(ctx.params.tuning_criterion, metrics["tow"],
+        record["scores"].append(point_score(r.params.tuning_criterion, metrics["tow"],
                                             metrics["activation_distance"], distance))
         record["tow"].append(metrics["tow"])
         record["activation_distance"].append(metrics["activation_distance"])
@@ -160,79 +163,56 @@ def tune_method(ctx: context.Context, problem: TwinProblem, method: str, easy: t
     return record
 
 
-def tuning_key(ctx: context.Context, method: str) -> str:
-    """Cache key of a method's tuning: every computed field but its own knobs, the tuner's fields (which
-    only the unlearned outputs may ignore: their key holds the chosen knobs), and the grid itself."""
-    fields = [f for f in runner.method_key_fields(ctx.params) if f not in KNOBS[method]]
-    grid = json.dumps(grid_points(method, ctx.params), sort_keys=True)
-    name = runner.artefact_name(method, ctx.params)  # `tmu` at tmu_target soft is tuned as tmu_soft is
+def tuning_key(ctx: context.Context, name: str) -> str:
+    """Cache key of the row `name`'s tuning (a control's is TMU's, grids.tuned_as): every computed field of
+    its params but its own knobs, the tuner's fields (which only the unlearned outputs may ignore: their
+    key holds the chosen knobs), and the grid. Rows that compute the same thing (one stored name,
+    runner.stored_name) share one tuning."""
+    r = tuned_as(row(ctx.params, name))
+    fields = [f for f in runner.method_key_fields(r.params) if f not in KNOBS[r.method]]
+    grid = json.dumps(grid_points(r.method, r.params), sort_keys=True)
     tuner = [f for f in runner.TUNER_FIELDS if f != "tuning"]  # a tuning always runs at tuning twin
-    return f"{name}-{ctx.key(fields + tuner)}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
+    key = dataclasses.replace(ctx, params=r.params).key(fields + tuner)
+    return f"{runner.stored_name(r)}-{key}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
 
 
-def tune_methods(ctx: context.Context, original: nn.Module, methods: list[str]) -> tuple[dict[str, dict], float]:
-    """Tune every method in `methods` that has knobs (each cached); return the records and the shared
-    cost of the twin problem: its M_t's training and, for the TMU variants, the easy/hard splits of D_tf
-    and P(easy), and the margin target's reference (the features they need are TMU's one-off cost,
-    reported there)."""
-    tunable = [m for m in methods if m in KNOBS]
-    if not tunable:
+def tune_methods(ctx: context.Context, original: nn.Module, names: list[str]) -> tuple[dict[str, dict], float]:
+    """Tune every row in `names` whose method has knobs (each cached); return the records and the shared
+    cost of the twin problem: its M_t's training and, for TMU's rows, the easy/hard split of D_tf and
+    P(easy), and M_t's margins on samples it never saw (the features they need are TMU's one-off cost,
+    reported there). A control is tuned as TMU with the predictor's split (grids.tuned_as)."""
+    rows = {n: tuned_as(row(ctx.params, n)) for n in names}
+    rows = {n: r for n, r in rows.items() if r.method in KNOBS}
+    if not rows:
         return {}, 0.0
     twin, twin_meta = tuning_twin(ctx, original)
     shared_s = twin_meta["seconds"]
-    easy = {"tmu_all_hard": torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)}
-    target_inputs: dict[str, dict[str, torch.Tensor | None]] = {}
-    if any(m in tunable for m in runner.TWIN_METHODS + ("tmu_oracle", "tmu_all_hard")):
+    easy: torch.Tensor | None = None
+    inputs: dict[str, torch.Tensor | None] = {}
+    if any(is_tmu(r) for r in rows.values()):
         splits, proba, easy_s = twin_easy_splits(ctx, original)
-        easy.update(splits)
+        easy = splits["predictor"]
         shared_s += easy_s
         start = time.perf_counter()
-        # what the variants read in place of the real run's P(easy) on D_f and M_o's margins on D_tf
-        # (the soft and margin targets, and the calibrated step)
-        inputs = {"easy_proba": proba, "reference_margins": twin_reference_margins(ctx, twin)}
+        # what TMU reads in place of the real run's P(easy) on D_f and M_o's margins on D_tf (the soft and
+        # margin targets, and the calibrated step)
+        inputs = {"easy_proba": proba, "unseen_margins": twin_unseen_margins(ctx, twin)}
         shared_s += time.perf_counter() - start
-        target_inputs = {m: inputs for m in tunable if m in runner.STEP_METHODS}
-    problem: list[TwinProblem] = []  # built once, and only when some method's tuning is not cached
+    problem: list[TwinProblem] = []  # built once, and only when some row's tuning is not cached
 
-    def build(method: str) -> tuple[dict, dict]:
+    def build(name: str) -> tuple[dict, dict]:
         if not problem:
             problem.append(twin_problem(ctx, original))
-        record = tune_method(ctx, problem[0], method, easy.get(method), **target_inputs.get(method, {}))
+        tmu = is_tmu(rows[name])
+        record = tune_method(ctx, problem[0], name, easy if tmu else None, **(inputs if tmu else {}))
         return record, {"seconds": record["tuning_s"]}
 
-    tuned = {m: ctx.cache.get_or_build("tuning", tuning_key(ctx, m), lambda m=m: build(m))[0]
-             for m in dict.fromkeys(TUNED_AS.get(m, m) for m in tunable)}
-    records = {m: tuned[m] if m not in TUNED_AS else dict(tuned[TUNED_AS[m]], tuned_as=TUNED_AS[m]) for m in tunable}
+    keys = {n: tuning_key(ctx, n) for n in rows}
+    tuned = {k: ctx.cache.get_or_build("tuning", k, lambda n=n: build(n))[0]
+             for k, n in {keys[n]: n for n in rows}.items()}
+    records = {}
+    for n, r in rows.items():
+        own = row(ctx.params, n)
+        records[n] = tuned[keys[n]] if own.params.tmu_split == r.params.tmu_split else dict(
+            tuned[keys[n]], tuned_as=runner.stored_name(r))
     return records, shared_s
-
-
-def tuned_context(ctx: context.Context, record: dict | None) -> context.Context:
-    """`ctx` with the knobs a tuning record chose (unchanged without a record)."""
-    if record is None:
-        return ctx
-    return dataclasses.replace(ctx, params=validate(dataclasses.replace(ctx.params, **record["chosen"])))
-
-
-def fixed_context(ctx: context.Context, method: str) -> context.Context:
-    """`ctx` with `method`'s own knobs from the `fixed_knobs` table (`tuning: fixed`); a method the table
-    does not list, or `fixed_knobs: none`, keeps the shared fields, and so does every knob in `pinned`.
-    The controls take tmu's knobs, and `tmu` those of the target it computes (its stored name)."""
-    row = fixed_table(ctx.params.fixed_knobs).get(runner.artefact_name(TUNED_AS.get(method, method), ctx.params), {})
-    knobs = {k: v for k, v in row.items() if k not in ctx.params.pinned}  # an explicit value wins over the row
-    if not knobs:
-        return ctx
-    return dataclasses.replace(ctx, params=validate(dataclasses.replace(ctx.params, **knobs)))
-
-
-def ran_knobs(ctx: context.Context, method: str) -> dict[str, Any]:
-    """The values of `method`'s tuning knobs in `ctx` (a method_context): what its results.json row ran
-    at, recorded with it ({} for a method without knobs)."""
-    return {k: getattr(ctx.params, k) for k in KNOBS.get(method, {})}
-
-
-def method_context(ctx: context.Context, original: nn.Module, method: str) -> context.Context:
-    """`ctx` with the knobs `method` runs at: chosen on the twin problem (`tuning: twin`, tuned once and
-    cached) or read from the fixed-knobs table (`tuning: fixed`); `auto` is one of them (tuning_mode)."""
-    if tuning_mode(ctx.params) == "twin":
-        return tuned_context(ctx, tune_methods(ctx, original, [method])[0].get(method))
-    return fixed_context(ctx, method)

@@ -1,5 +1,5 @@
 """The twin problem as the tuner poses it (docs/tuning.md): original M_t, forget set D_tf, retain set
-the members M, gold model M_o, which never saw D_tf; and what TMU's variants are handed on it in
+the members M, gold model M_o, which never saw D_tf; and what TMU's rows are handed on it in
 place of the real run's inputs: the easy/hard split its predictor makes for samples it never
 trained on (out-of-fold), the out-of-fold P(easy), and M_t's margins on holdout samples it never
 saw. Nothing here touches M_g or M_g'.
@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core import context
-from ..core.context import Outputs
-from ..core.training import predict, true_class_margins
-from ..method import features as feats
-from ..method import stages
-from ..method.predictor import fit_predictor, predict_easy, predict_proba
-from ..unlearning import runner
+from ...core import context
+from ...core.context import Outputs
+from ...core.seeds import generator
+from ...core.training import predict, true_class_margins
+from ...method import features as feats
+from ...method import stages
+from ...method.predictor import fit_predictor, predict_easy, predict_proba
+from ...unlearning import runner
 
 # Members and test images each grid point is scored on (and all of D_tf): an accuracy's standard
 # error stays below 1.1 pp, the same images score every point, and scoring stays cheap.
@@ -39,9 +40,8 @@ class TwinProblem:
     gold_outputs: Outputs  # M_o's logits on eval_x
 
 
-def _subsample(n: int, seed: int, salt: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed * 7919 + salt)
-    return torch.randperm(n, generator=generator)[:TWIN_EVAL_SAMPLES].sort().values
+def _subsample(n: int, seed: int, stream: str) -> torch.Tensor:
+    return torch.randperm(n, generator=generator(seed, stream))[:TWIN_EVAL_SAMPLES].sort().values
 
 
 def tuning_twin(ctx: context.Context, original: nn.Module) -> tuple[nn.Module, dict]:
@@ -56,7 +56,7 @@ def twin_problem(ctx: context.Context, original: nn.Module) -> TwinProblem:
     forget_x, forget_y = ctx.subset("twin_forget")
     retain_x, retain_y = ctx.subset("members")
     test_x, test_y = ctx.subset("test")
-    r, t = _subsample(len(retain_y), ctx.params.seed, 23), _subsample(len(test_y), ctx.params.seed, 29)
+    r, t = _subsample(len(retain_y), ctx.params.seed, "twin_eval/retain"), _subsample(len(test_y), ctx.params.seed, "twin_eval/test")
     eval_x = {"forget": forget_x, "retain": retain_x[r], "test": test_x[t]}
     labels = {"forget": forget_y, "retain": retain_y[r], "test": test_y[t]}
     gold = Outputs(*(predict(original, eval_x[s], ctx.device) for s in ("forget", "retain", "test")))
@@ -94,8 +94,8 @@ EASY_FIELDS = stages.FEATURE_FIELDS + ("features", "feature_scaling", "predictor
 
 def twin_easy_splits(ctx: context.Context,
                      original: nn.Module) -> tuple[dict[str, torch.Tensor], torch.Tensor, float]:
-    """The easy/hard split of D_tf each TMU variant is handed, the out-of-fold P(easy) (cached), and
-    the seconds they took."""
+    """The easy/hard split of D_tf at each `tmu_split`, the out-of-fold P(easy) (cached), and the seconds
+    they took."""
     def build():
         if ctx.params.forget_scenario == "class":  # the real run's rule: every forget sample is hard
             nothing_easy = torch.zeros(len(ctx.splits.twin_forget), dtype=torch.bool)
@@ -114,12 +114,12 @@ def twin_easy_splits(ctx: context.Context,
         ctx.cache.save("twin_easy", ctx.key(EASY_FIELDS), payload, meta)
     predicted = payload["predicted"]
     # Only the oracle, an upper bound, is handed the twin labels themselves.
-    splits = {m: predicted for m in runner.TWIN_METHODS}
-    splits.update(tmu_random_rank=runner.random_rank(ctx, predicted), tmu_oracle=payload["labels"])
+    splits = {"predictor": predicted, "gold": payload["labels"], "random": runner.random_rank(ctx, predicted),
+              "none": torch.zeros_like(predicted)}
     return splits, payload["proba"], meta["seconds"]
 
 
-def twin_reference_indices(ctx: context.Context) -> torch.Tensor:
+def twin_unseen_indices(ctx: context.Context) -> torch.Tensor:
     """Training-set indices of the samples whose margins under M_t are the twin margin target's reference.
 
     In the real run the reference is M_o's margins on D_tf; on the twin problem M_o is the gold model,
@@ -129,19 +129,19 @@ def twin_reference_indices(ctx: context.Context) -> torch.Tensor:
     """
     labels = ctx.dataset.train_y
     unseen = ctx.splits.holdout[~torch.isin(ctx.splits.holdout, ctx.splits.twin_forget)]
-    generator = torch.Generator().manual_seed(ctx.params.seed * 7919 + 31)
+    draws = generator(ctx.params.seed, "twin_unseen")
     wanted = torch.bincount(labels[ctx.splits.twin_forget], minlength=ctx.dataset.num_classes)
     chosen = []
     for c in range(ctx.dataset.num_classes):
         pool = unseen[labels[unseen] == c]
-        chosen.append(pool[torch.randperm(len(pool), generator=generator)[: int(wanted[c])]])
+        chosen.append(pool[torch.randperm(len(pool), generator=draws)[: int(wanted[c])]])
     return torch.cat(chosen).sort().values
 
 
-def twin_reference_margins(ctx: context.Context, twin: nn.Module) -> torch.Tensor | None:
-    """M_t's margins on `twin_reference_indices`; None in the class scenario, which has no twin
+def twin_unseen_margins(ctx: context.Context, twin: nn.Module) -> torch.Tensor | None:
+    """M_t's margins on `twin_unseen_indices`; None in the class scenario, which has no twin
     problem (the margin target then relabels all of D_tf, as the real run does D_f)."""
     if ctx.params.forget_scenario == "class":
         return None
-    idx = twin_reference_indices(ctx)
+    idx = twin_unseen_indices(ctx)
     return true_class_margins(predict(twin, ctx.dataset.train_x[idx], ctx.device), ctx.dataset.train_y[idx])
