@@ -4,7 +4,7 @@ Run: python benchmarks/choose_target.py [params/default.yaml] [--seeds 100 101 1
                                         [--out benchmarks/results/targets] [--set key=value ...]
 For each seed it trains or fetches M_o, M_t, M_c and the features, and tunes `tmu` (hard flips),
 `tmu_soft` and `tmu_margin` on the twin problem with the same budget and score as every method
-(tmu_utils/experiments/tuning.py, docs/tuning.md); it never trains or reads a gold model. A variant's result at a
+(tmu_utils/experiments/tuning/, docs/tuning.md); it never trains or reads a gold model. A variant's result at a
 seed is its best twin score, ToW × (1 − AD/√2) against M_o, over its grid. The winner has the highest
 mean best score over the seeds; on a tie the earlier of hard, soft, margin (the current default
 first). It writes <out>/<params name>.json (per seed and variant: best score, its ToW and AD, chosen

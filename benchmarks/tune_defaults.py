@@ -3,7 +3,7 @@
 Run: python benchmarks/tune_defaults.py [params/default.yaml] [--seeds 100 101 102] [--budget 8]
                                         [--out benchmarks/results/tuning] [--tables DIR] [--set key=value ...]
 For each seed it trains or fetches M_o, M_t, M_c and the features, and tunes every method in
-`methods` on the twin problem (tmu_utils/experiments/tuning.py) with `--budget` grid points each; it never trains
+`methods` on the twin problem (tmu_utils/experiments/tuning/) with `--budget` grid points each; it never trains
 or reads a gold model. The table is derived once and read by every fixed run, so it affords more
 points than a run's own tuning (`tune_budget`, 6 by default; docs/tuning.md). Per method
 and knob the fixed value is the lower median of the values chosen at the seeds, always one of them

@@ -84,7 +84,9 @@ print("twin labels g:", tuple(raw["twin_labels"].shape), raw["twin_labels"].dtyp
 # extra code – CF from scratch, checked against the package: the early-stopped model's loss on D_f
 fx, fy = ctx.subset("forget")
 curriculum_loss = F.cross_entropy(predict(curriculum, fx, ctx.device), fy, reduction="none")
-assert torch.allclose(curriculum_loss, raw["forget"]["cf"])
+# equal up to float rounding: the features may come from a cache filled on another CPU, and the losses
+# reach 1e-6 (measured: at most 1.4e-6 apart with oneDNN capped at AVX2 against AVX-512's cache)
+assert torch.allclose(curriculum_loss, raw["forget"]["cf"], rtol=1e-4, atol=1e-5)
 
 # %% [markdown]
 # ## 2. Do the features separate easy from hard?
