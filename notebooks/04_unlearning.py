@@ -36,8 +36,7 @@ from tmu_utils.method import generalization, stages
 from tmu_utils.reporting import plots, tables
 from tmu_utils.unlearning import UnlearnTask
 from tmu_utils.unlearning.common import retain_subset
-from tmu_utils.unlearning.tmu import tmu_unlearn
-from tmu_utils.unlearning.tmu_targets import hard_targets
+from tmu_utils.unlearning.tmu import hard_targets, tmu_unlearn
 from tmu_utils.unlearning.tmu_step import step_parameters
 
 # %% tags=["parameters"]

@@ -31,7 +31,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from tmu_utils.core.choices import REFERENCE_STEP, VARIANTS
 from tmu_utils.core.params import params_from_namespace
 from tmu_utils.experiments import runs
 from tmu_utils.reporting import plots, population_verdict, tables
@@ -187,9 +186,7 @@ if n >= 8:  # with very few models (a smoke population) these are too noisy to c
 step_rule = runs.REPO_ROOT / "benchmarks" / "results" / "step_choice" / "demo.json"
 # the twin problem's choice of the default step, made before this population ran
 decision = json.loads(step_rule.read_text())["decision"] if step_rule.is_file() else None
-STEP_ROWS = [name for name, overrides in VARIANTS.items() if set(overrides) & set(REFERENCE_STEP)]  # TMU at a step
-verdict = population_verdict.population_verdict(population, samples, step_variants=STEP_ROWS,
-                                                step_decision=decision)
+verdict = population_verdict.population_verdict(population, samples, step_decision=decision)
 display(Markdown(population_verdict.verdict_text(verdict)))
 
 # %% [markdown]

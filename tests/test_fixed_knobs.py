@@ -13,7 +13,7 @@ from tmu_utils.experiments import tuning
 from tmu_utils.experiments.tuning import grids as tuning_grids
 from tmu_utils.experiments.tuning import tuning_mode
 from tmu_utils.unlearning import runner
-from tmu_utils.unlearning.tmu_targets import target_of
+from tmu_utils.unlearning.tmu import target_of
 
 PARAMS_DIR = Path(__file__).resolve().parent.parent / "params"
 SMOKE = PARAMS_DIR / "smoke.yaml"

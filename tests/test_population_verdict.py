@@ -6,13 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tmu_utils.core.choices import VARIANTS
 from tmu_utils.reporting import population_verdict as pv
 
 REPO = Path(__file__).resolve().parent.parent
 TWIN = REPO / "benchmarks" / "results" / "population_twin"
-# the step rows of the committed populations (the notebook passes the registered ones)
-STEP_ROWS = ("tmu_reference", "tmu_distill", "tmu_head", "tmu_last_block", "tmu_bn", "tmu_calibrated",
-             "tmu_distill_calibrated", "tmu_distill_last_block")
 
 
 def result_row(ulira: float, delta: float, forget_acc: float = 0.9, klom: float = 1.0, f: float = 0.1) -> dict:
@@ -74,11 +72,19 @@ def test_goal_reads_ulira_against_the_floor_and_the_baselines_only(floor_ulira, 
     assert verdict["ulira_gap_to_floor"] == pytest.approx(0.54 - floor_ulira)
 
 
-def test_variants_are_labelled_by_the_callers_step_rows_and_absent_ones_skipped():
-    ulira = {"original": 0.6, "tmu": 0.55, "tmu_distill": 0.54, "tmu_soft": 0.57, "finetune": 0.7}
+def test_variants_are_labelled_by_the_knobs_they_set_and_absent_ones_skipped():
+    ulira = {"original": 0.6, "tmu": 0.55, "tmu_distill": 0.54, "tmu_soft": 0.57, "tmu_oracle": 0.5, "finetune": 0.7}
     pop = population(ulira, dict.fromkeys(ulira, 0.01))
-    variants = pv.population_verdict(pop, SAMPLES, step_variants=["tmu_distill", "tmu_head"])["tmu"]["variants"]
+    variants = pv.population_verdict(pop, SAMPLES)["tmu"]["variants"]
+    # in the order of the built-in rows; the oracle is a control (another split), not a variant
     assert [(v["kind"], v["name"]) for v in variants] == [("Target", "tmu_soft"), ("Step", "tmu_distill")]
+    pop["params"] = {"variants": {**VARIANTS, "tmu_slow": {"tmu_update": "head"}, "tmu_long": {"hard_repeat": 8},
+                                  "ft": {"method": "finetune", "unlearn_epochs": 1}}}  # a params file's own rows
+    pop["methods"].update({m: pop["methods"]["tmu_soft"] for m in ("tmu_slow", "tmu_long", "ft")})
+    verdict = pv.population_verdict(pop, SAMPLES)["tmu"]
+    assert [(v["kind"], v["name"]) for v in verdict["variants"]] == [
+        ("Target", "tmu_soft"), ("Step", "tmu_distill"), ("Step", "tmu_slow"), ("Target", "tmu_long")]
+    assert "ft" in pv.baselines(pop) and "tmu_long" not in pv.baselines(pop)
 
 
 def test_without_tmu_only_the_floor_is_reported():
@@ -90,7 +96,7 @@ def test_without_tmu_only_the_floor_is_reported():
 
 def test_committed_twin_tuned_population_gives_the_readmes_verdict():
     pop = json.loads((TWIN / "population.json").read_text())
-    verdict = pv.population_verdict(pop, np.load(TWIN / "population_samples.npz"), step_variants=STEP_ROWS)
+    verdict = pv.population_verdict(pop, np.load(TWIN / "population_samples.npz"))
     tmu = verdict["tmu"]
     assert (round(100 * tmu["ulira"], 1), round(100 * tmu["ulira_original"], 1)) == (56.2, 57.2)
     assert tmu["harder_than_original"] and tmu["harder_baselines"] == ["scrub"]

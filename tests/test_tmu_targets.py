@@ -1,4 +1,4 @@
-"""TMU's target variants (tmu_utils/unlearning/tmu_targets.py): soft targets and margin-quantile
+"""TMU's target variants (tmu_utils/unlearning/tmu.py): soft targets and margin-quantile
 matching, on the small real problem of conftest.py; their inputs in the pipeline and the twin tuner
 on params/smoke.yaml, without the gold model; and the cache keys they leave alone.
 
@@ -15,15 +15,16 @@ import pytest
 import torch
 
 from tmu_utils.core import context
+from tmu_utils.core.choices import REFERENCE_STEP
 from tmu_utils.core.params import ParamsError, load_params, make_params
 from tmu_utils.core.training import predict, true_class_margins
-from tmu_utils.core.choices import REFERENCE_STEP
 from tmu_utils.experiments import tuning
 from tmu_utils.experiments.tuning import problem as tuning_problem, search
 from tmu_utils.method import generalization, stages
-from tmu_utils.unlearning import METHODS, runner, tmu_targets, unlearn_row
+from tmu_utils.unlearning import METHODS, runner, unlearn_row
+from tmu_utils.unlearning import tmu as tmu_targets
 from tmu_utils.unlearning.common import runner_up_labels
-from tmu_utils.unlearning.tmu_targets import margin_targets, soft_targets
+from tmu_utils.unlearning.tmu import margin_targets, soft_targets
 
 CPU = torch.device("cpu")
 SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"

@@ -98,12 +98,14 @@ def test_tuning_and_unlearning_never_touch_the_gold_model(tmp_path, monkeypatch)
     ctx = smoke_context(tmp_path, "tune_budget=2")
     original, _ = context.original_model(ctx)
     pred, _ = generalization.tmu_predict_easy(ctx, original)
-    # tmu_bn raises on small_cnn, which has no BatchNorm (test_tmu_step.py)
-    tunable = [m for m in UNLEARNING_METHODS if m in tuning_grids.KNOBS and m != "tmu_bn"]
+    # every method, and TMU's controls, which are tuned as TMU at the predictor's split (the oracle's
+    # gold split is the real run's, never the tuner's)
+    tunable = [m for m in UNLEARNING_METHODS if m in tuning_grids.KNOBS] + ["tmu_oracle", "tmu_all_hard"]
     records, _ = tuning.tune_methods(ctx, original, tunable)
     assert list(records) == tunable and all(len(r["grid"]) == 2 for r in records.values())
-    for method in ("tmu", "finetune", "scrub"):  # the real unlearning, with the chosen knobs
-        easy = pred.easy if method == "tmu" else None
+    assert records["tmu_oracle"]["chosen"] == records["tmu"]["chosen"]
+    for method in ("tmu", "tmu_all_hard", "finetune", "scrub"):  # the real unlearning, with the chosen knobs
+        easy = {"tmu": pred.easy, "tmu_all_hard": torch.zeros_like(pred.easy)}.get(method)
         model, seconds = runner.unlearn(tuning.tuned_context(ctx, records[method]), method, original, easy)
         assert seconds > 0
     assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built

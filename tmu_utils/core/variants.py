@@ -64,6 +64,18 @@ def reads_predictor(r: Row) -> bool:
     return is_tmu(r) and (r.params.tmu_split in ("predictor", "random") or r.params.tmu_calibrate)
 
 
+def split_of(name: str, params: dict) -> str | None:
+    """The `tmu_split` of the row `name` of a run whose params are the dict `params` (as results.json and
+    population.json store them; rows written before `variants` existed are the built-in ones), or None
+    for a row that is not TMU. For reports that hold a run's record, not its Params."""
+    if name == "tmu":
+        return params.get("tmu_split", "predictor")
+    overrides = params.get("variants", choices.VARIANTS).get(name)
+    if overrides is None or overrides.get("method", "tmu") != "tmu":
+        return None
+    return overrides.get("tmu_split", params.get("tmu_split", "predictor"))
+
+
 def rows(params: Params, names: list[str] | None = None) -> list[Row]:
     """The rows of `names` (params.methods by default), in order."""
     return [row(params, n) for n in (params.methods if names is None else names)]

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..core.variants import split_of
+
 GOLD_COLOR, TMU_COLOR, OTHER_COLOR = "#2a9d8f", "#e76f51", "#8d99ae"
 
 
@@ -31,7 +33,7 @@ def save_fig(fig: plt.Figure, name: str, folder: str | Path) -> Path:
 
 
 def _method_color(name: str) -> str:
-    return GOLD_COLOR if name == "retrain" else TMU_COLOR if name.startswith("tmu") else OTHER_COLOR
+    return GOLD_COLOR if name == "retrain" else TMU_COLOR if split_of(name, {}) is not None else OTHER_COLOR
 
 
 def plot_forget_accuracy(results: dict) -> plt.Figure:

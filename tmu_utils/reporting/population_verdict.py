@@ -3,18 +3,18 @@ dict of `population` and its per-sample arrays, then the same decisions as markd
 are the ones docs/method.md names: the floor (retrain B against A) and doing nothing (the original)."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 
+from ..core.choices import REFERENCE_STEP, VARIANTS
+from ..core.variants import split_of
 from .tables import forgetting_label
 
 # The first milestone: U-LiRA below doing nothing's, with Δ forget at most the floor's + this.
 MILESTONE_DELTA_SLACK = 0.01
 # The goal: U-LiRA at most this far above the floor's, and below every baseline's.
 GOAL_ULIRA_GAP = 0.05
-# The rows that force TMU's target; the step rows are the caller's (they are registered elsewhere).
-TARGET_VARIANTS = ("tmu_hard", "tmu_soft", "tmu_margin", "tmu_hard_only")
 
 
 def easy_forget_samples(retrain_a: np.ndarray) -> np.ndarray:
@@ -34,15 +34,24 @@ def shift_and_spread(margins: np.ndarray, retrain_a: np.ndarray) -> tuple[np.nda
 
 def baselines(population: dict) -> list[str]:
     """The population's methods that are neither TMU (any row of it) nor doing nothing."""
-    return [m for m in population["methods"] if not m.startswith("tmu") and m != "original"]
+    params = population.get("params", {})
+    return [m for m in population["methods"] if split_of(m, params) is None and m != "original"]
 
 
-def population_verdict(population: dict, samples: Mapping[str, np.ndarray], step_variants: Iterable[str] = (),
-                       target_variants: Iterable[str] = TARGET_VARIANTS, step_decision: dict | None = None) -> dict:
+def tmu_variants(population: dict) -> list[tuple[str, str]]:
+    """(kind, row) of each TMU row with the predictor's split other than `tmu`, in the order of the
+    variants: `Step` where the row sets a step knob, `Target` otherwise."""
+    params = population.get("params", {})
+    variants = params.get("variants", VARIANTS)
+    return [("Step" if set(variants[v]) & set(REFERENCE_STEP) else "Target", v) for v in variants
+            if v in population["methods"] and split_of(v, params) == "predictor"]
+
+
+def population_verdict(population: dict, samples: Mapping[str, np.ndarray], step_decision: dict | None = None) -> dict:
     """The decisions on `population` (population.json) and `samples` (population_samples.npz): the floor,
     then, when TMU ran, TMU against doing nothing, every baseline, its controls and variants, on easy and
-    hard forget samples, on F, and against the first milestone and the goal. `step_variants` names the
-    rows that force a step; `step_decision` is the twin problem's choice of the default step
+    hard forget samples, on F, and against the first milestone and the goal. `step_decision` is the twin
+    problem's choice of the default step
     (step_choice's `decision`), shown when given."""
     methods, floor = population["methods"], population["floor"]
     ulira = {m: row["ulira"]["balanced_accuracy"] for m, row in methods.items()}
@@ -53,9 +62,8 @@ def population_verdict(population: dict, samples: Mapping[str, np.ndarray], step
         return verdict
     tmu, others = methods["tmu"], baselines(population)
     harder = [m for m in others if ulira[m] < ulira["tmu"]]
-    step_variants = list(step_variants)
-    variants = [("Step" if v in step_variants else "Target", v) for v in [*target_variants, *step_variants]
-                if v in methods]
+    variants = tmu_variants(population)
+    params = population.get("params", {})
     retrain_a = samples["margins/retrain_a"]
     easy = easy_forget_samples(retrain_a)
     shift, spread = shift_and_spread(samples["margins/tmu"], retrain_a)
@@ -75,8 +83,9 @@ def population_verdict(population: dict, samples: Mapping[str, np.ndarray], step
         "forget_acc_retrains": floor["forget_acc"]["mean"],
         "harder_than_original": ulira["tmu"] < ulira["original"],
         "harder_baselines": harder, "easier_baselines": [m for m in others if m not in harder],
-        "controls": {m: {"ulira": ulira[m], "klom_p95": klom_p95[m]} for m in ("tmu_random_rank", "tmu_oracle")
-                     if m in methods},
+        # TMU at the random split (the ranking control) and at the gold model's (the oracle)
+        "controls": {m: {"split": split_of(m, params), "ulira": ulira[m], "klom_p95": klom_p95[m]}
+                     for split in ("random", "gold") for m in methods if split_of(m, params) == split},
         "variants": [{"kind": kind, "name": v, "ulira": ulira[v], "klom_p95": klom_p95[v],
                       "delta_forget": methods[v]["delta_forget"]["mean"]} for kind, v in variants],
         "delta_forget": delta, "floor_delta_forget": floor_delta,
@@ -108,14 +117,13 @@ def verdict_text(verdict: dict) -> str:
         f"- Baselines harder to tell from retraining than TMU (lower U-LiRA): "
         f"{', '.join(t['harder_baselines']) or 'none'}; easier: {', '.join(t['easier_baselines']) or 'none'}.",
     ]
-    controls = t["controls"]
-    if "tmu_random_rank" in controls:
-        c = controls["tmu_random_rank"]
-        lines.append(f"- The same number of easy samples chosen at random (tmu_random_rank): U-LiRA "
-                     f"{100 * c['ulira']:.1f} %, KLoM p95 {c['klom_p95']:.3f}. The gap "
-                     f"to TMU is what the predictor's ranking buys.")
-    if "tmu_oracle" in controls:
-        lines.append(f"- With the gold labels (tmu_oracle): U-LiRA {100 * controls['tmu_oracle']['ulira']:.1f} %.")
+    for name, c in t["controls"].items():
+        if c["split"] == "random":
+            lines.append(f"- The same number of easy samples chosen at random ({name}): U-LiRA "
+                         f"{100 * c['ulira']:.1f} %, KLoM p95 {c['klom_p95']:.3f}. The gap "
+                         f"to TMU is what the predictor's ranking buys.")
+        else:
+            lines.append(f"- With the gold labels ({name}): U-LiRA {100 * c['ulira']:.1f} %.")
     for v in t["variants"]:
         lines.append(f"- {v['kind']} variant {v['name']}: U-LiRA {100 * v['ulira']:.1f} %, KLoM p95 "
                      f"{v['klom_p95']:.3f}, Δ forget {100 * v['delta_forget']:.2f} pp "

@@ -17,7 +17,7 @@ from ..core.seeds import generator
 from ..core.training import seed_everything
 from ..core.variants import Row, reads_predictor, row
 from . import UnlearnTask, unlearn_row
-from .tmu_targets import target_of
+from .tmu import target_of
 
 
 def unlearn(ctx: Context, name: str, original: nn.Module, easy: torch.Tensor | None = None, *,

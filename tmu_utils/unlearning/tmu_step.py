@@ -1,5 +1,5 @@
 """How TMU's fine-tune moves the model (docs/method.md, "Step variants"), apart from what it moves D_f
-towards (the target, tmu_targets.py). The reference step re-fits a retain replay with cross-entropy
+towards (the target, tmu.py). The reference step re-fits a retain replay with cross-entropy
 on labels and updates every weight; in the 16-replica population that alone (plain `finetune`) is
 easier to tell from retraining than doing nothing. Three knobs change only what must change:
 - `tmu_retain_loss: distill`: the retain rows are held to M_o's own softmax (KL, as SCRUB's

@@ -3,6 +3,8 @@ Params field, every grid the same number of points, and the fixed choice of `tun
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -11,9 +13,10 @@ from typing import Any
 import yaml
 from scipy.stats import qmc
 
-from ...core.choices import TUNABLE_KNOBS, TUNE_GRID_POINTS, UNLEARNING_METHODS, fixed_knobs_path
+from ...core.choices import CHOICES, TUNABLE_KNOBS, TUNE_GRID_POINTS, UNLEARNING_METHODS, fixed_knobs_path
 from ...core.params import FIELD_TYPES, Params, ParamsError
 from ...core.variants import Row
+from ...unlearning.runner import stored_name
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,21 @@ def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
     return list({json.dumps(p, sort_keys=True): p for p in (dict(p, **pinned) for p in points)}.values())
 
 
+@functools.cache
+def tmu_stored_names() -> frozenset[str]:
+    """Every name TMU is stored under (runner.stored_name), one for each combination of its split, target
+    and step knobs."""
+    knobs = ("tmu_split", "tmu_target", "tmu_retain_loss", "tmu_update")
+    base = Params()
+    return frozenset(stored_name(Row("tmu", "tmu", dataclasses.replace(base, **dict(zip(knobs, values)),
+                                                                        tmu_calibrate=calibrate)))
+                     for values in itertools.product(*(CHOICES[k] for k in knobs)) for calibrate in (False, True))
+
+
 def stored_knobs(name: str) -> dict | None:
-    """The knobs of a method by its stored name (runner.artefact_name): a TMU name with a target or step
-    suffix (`tmu_hard_only_distill`) has TMU's; None for a name that is no method with knobs."""
-    return KNOBS.get(name) or (_TMU if name.startswith("tmu_") else None)
+    """The knobs of a method by its stored name (runner.stored_name): every name TMU is stored under
+    (`tmu_hard_only_distill`) has TMU's; None for a name that is no method with knobs."""
+    return KNOBS.get(name) or (KNOBS["tmu"] if name in tmu_stored_names() else None)
 
 
 def _read_table(name: str) -> dict[str, Any]:
