@@ -1,6 +1,7 @@
 """The population command at smoke scale: outputs and their structure, resuming from the cache, and
 clear errors before anything trains."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from tmu_utils.__main__ import main
 from tmu_utils.core import context
 from tmu_utils.core.params import load_params
 from tmu_utils.evaluation import forgetting_score
-from tmu_utils.experiments import population
+from tmu_utils.experiments import population, replicas
 from tmu_utils.method import stages
 from tmu_utils.unlearning import runner
 
@@ -148,3 +149,51 @@ def test_committed_populations_label_their_f_as_the_earlier_margins_one(folder):
     text = population_table(committed)
     assert forgetting_label(committed) == EARLIER_F and f"| {EARLIER_F} |" in text and "challenge F" not in text
     assert text == (ROOT / "benchmarks" / "results" / folder / "population.md").read_text()
+
+
+def test_a_population_resumes_from_its_folder_on_a_machine_without_the_cache(smoke_population, tmp_path,
+                                                                             monkeypatch):
+    # a new machine: the population's folder (as committed) and an empty artefact cache
+    out = tmp_path / "copy"
+    shutil.copytree(smoke_population, out)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a model whose replica file exists was trained again")
+
+    monkeypatch.setattr(context, "train_model", no_training)
+    monkeypatch.setattr(runner, "unlearn", no_training)
+    assert main(["population", str(SMOKE), "--models", "3", "--out", str(out), "--set",
+                 f"cache_dir={tmp_path / 'empty_cache'}", "--set", METHODS]) == 0
+    again = json.loads((out / "population.json").read_text())
+    first = json.loads((smoke_population / "population.json").read_text())
+    assert again["methods"] == first["methods"] and again["floor"] == first["floor"]
+    saved = json.loads(replicas.replica_path(out, 2).with_suffix(".json").read_text())
+    assert saved["models"] == sorted(["retrain_a", "retrain_b", "original", "tmu", "tmu_random_rank", "finetune"])
+
+
+def test_only_the_models_a_replica_file_lacks_are_run(smoke_population, cache_dir, tmp_path, monkeypatch):
+    out = tmp_path / "copy"
+    shutil.copytree(smoke_population, out)
+    meta_path = replicas.replica_path(out, 1).with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta["models"].remove("finetune")
+    meta_path.write_text(json.dumps(meta))
+    ran = []
+    real = population.runs.method_outputs
+    monkeypatch.setattr(population.runs, "method_outputs", lambda ctx, refs, name, pred=None: (
+        ran.append((ctx.replica, name)), real(ctx, refs, name, pred))[1])
+    assert main(["population", str(SMOKE), "--models", "3", "--out", str(out), "--set", f"cache_dir={cache_dir}",
+                 "--set", METHODS]) == 0
+    assert ran == [(1, "finetune")]
+
+
+def test_a_replica_file_made_under_other_parameters_is_not_read(smoke_population, cache_dir, tmp_path):
+    ctx = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS]))
+    assert replicas.load(smoke_population, ctx.for_replica(0)).margins  # the same parameters: read
+    assert not replicas.load(smoke_population, ctx.for_replica(3)).margins  # no such replica
+    for change in ("unlearn_lr=0.0123", "seed=7", "epochs=2"):
+        other = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS, change]))
+        assert not replicas.load(smoke_population, other).margins, change
+    # where it is kept, the run's name, its method list and its folders change no number
+    moved = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "name=renamed", "methods=[tmu]"]))
+    assert replicas.load(smoke_population, moved).margins

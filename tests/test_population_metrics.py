@@ -87,3 +87,33 @@ def test_ulira_rejects_too_few_or_unequal_models():
         ulira(np.zeros((2, 4)), np.zeros((2, 4)))
     with pytest.raises(ValueError):
         ulira(np.zeros((4, 4)), np.zeros((3, 4)))
+
+
+def test_ulira_jackknife_interval_covers_what_new_model_draws_give():
+    # fixed samples, models drawn again 120 times: the expectation of the balanced accuracy over model
+    # draws is the estimate's target; a 95 % interval must cover it in about 95 % of draws or more
+    # (the jackknife errs wide). Dropping the (n − 1)/n factor, or refitting only one side, fails this.
+    rng = np.random.default_rng(5)
+    mu, scale = rng.normal(0.0, 3.0, 300), rng.uniform(0.5, 2.0, 300)
+    estimates, intervals = [], []
+    for _ in range(120):
+        u = mu + 0.8 * scale + 1.3 * scale * rng.normal(size=(8, 300))
+        r = mu + scale * rng.normal(size=(8, 300))
+        result = ulira(u, r)
+        estimates.append(result["balanced_accuracy"])
+        intervals.append(result["balanced_accuracy_ci95"])
+    target, intervals = np.mean(estimates), np.array(intervals)
+    assert 0.55 < target < 0.65  # neither at chance nor separated: the interval has work to do
+    covered = (intervals[:, 0] <= target) & (target <= intervals[:, 1])
+    assert covered.mean() >= 0.9
+    half_width = (intervals[:, 1] - intervals[:, 0]).mean() / 2
+    assert half_width < 3 * 1.96 * np.std(estimates)  # wide, not useless
+
+
+def test_ulira_jackknife_interval_edges():
+    rng = np.random.default_rng(6)
+    separated = ulira(rng.normal(10.0, 1.0, size=(6, 200)), rng.normal(0.0, 1.0, size=(6, 200)))
+    low, high = separated["balanced_accuracy_ci95"]
+    assert low <= separated["balanced_accuracy"] <= high <= 1.0 and low > 0.95
+    # three models: a replicate would have two, too few for a held-out Gaussian: no interval
+    assert all(math.isnan(v) for v in ulira(rng.normal(size=(3, 50)), rng.normal(size=(3, 50)))["balanced_accuracy_ci95"])

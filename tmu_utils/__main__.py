@@ -172,7 +172,7 @@ def _population_command(args: argparse.Namespace) -> int:
 
             ctx = prepare(params)
             population.build_replica(ctx.for_replica(args.only_replica), population.runnable_methods(ctx)[0],
-                                     population.evaluation_subsets(ctx))
+                                     population.evaluation_subsets(ctx), out_dir=Path(args.out))
             return 0
         result = population.evaluate_population(params, args.models, args.out, executor=args.executor,
                                                  jobs=args.jobs, slurm=slurm, params_file=args.params,

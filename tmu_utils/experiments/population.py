@@ -7,15 +7,15 @@ compared with retrain A's by KLoM and U-LiRA, and its logit-scaled confidences o
 challenge's forgetting quality; retrain B against A, computed the same way, is the floor
 (docs/method.md, "Population evaluation"). Replica r of the population is
 `context.Context.for_replica(r)`: its original, its retrains A and B, TMU's twin and every
-unlearned model are cached artefacts, so a larger N trains only the new replicas and an
-interrupted population resumes.
+unlearned model are cached artefacts, and what the statistics read from each replica is also kept
+in the population's folder (experiments/replicas.py): a larger N trains only the new replicas, and
+an interrupted population resumes, on this machine or on another one given the folder.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from ..core.seeds import generator
 from ..core.variants import is_tmu, reads_predictor, row
 from ..unlearning.tmu_step import step_parameters
 from . import runs
+from .replicas import Replica, load, save
 from .executors import Job, SlurmOptions, python_command, run_commands
 from .sweep import mean_ci
 
@@ -102,21 +103,26 @@ def evaluation_subsets(ctx: context.Context) -> dict[str, torch.Tensor]:
     return subsets
 
 
-@dataclass
-class Replica:
-    """What one replica contributes: margins per model and set, confidences on D_f, per-run metrics, model times."""
-
-    margins: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model -> set -> (samples,)
-    confidences: dict[str, np.ndarray] = field(default_factory=dict)  # model -> (forget samples,), float32
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # method or "floor" -> metrics vs A
-    seconds: dict[str, float] = field(default_factory=dict)
-
-
 def build_replica(ctx: context.Context, methods: list[str], subsets: dict[str, torch.Tensor],
-                  step=lambda label: None) -> Replica:
-    """Train or fetch replica `ctx.replica`'s models, run every method once, and measure them."""
+                  step=lambda label: None, out_dir: Path | None = None) -> Replica:
+    """Train or fetch replica `ctx.replica`'s models, run every method once, and measure them.
+
+    With `out_dir`, the models its replica file already holds are not run again, and the file is
+    written after each model (experiments/replicas.py)."""
     r = ctx.replica
-    out = Replica()
+    out = load(out_dir, ctx) if out_dir is not None else Replica()
+    todo = [m for m in methods if m not in out.margins]
+    twin = any(reads_predictor(row(ctx.params, m)) for m in methods)
+    if not todo and {"retrain_a", "retrain_b"} <= set(out.margins) and "floor" in out.metrics:
+        for label in ["original", "retrain_a", "retrain_b", *(["twin"] if twin else []), *methods]:
+            step(label)
+        return out
+    env = runs.environment(ctx.device)
+
+    def saved() -> None:
+        if out_dir is not None:
+            save(out_dir, ctx, out, env)
+
     for label, build in (("original", lambda: context.original_model(ctx)),
                          ("retrain_a", lambda: context.gold_model(ctx, 0)),
                          ("retrain_b", lambda: context.gold_model(ctx, 1))):
@@ -126,6 +132,8 @@ def build_replica(ctx: context.Context, methods: list[str], subsets: dict[str, t
     labels = {s: ctx.subset(s)[1] for s in SETS}
 
     def keep(name: str, outputs) -> None:
+        if name in out.margins:  # read from the replica file: the file's numbers stand
+            return
         out.margins[name] = {s: margins(getattr(outputs, s)[subsets[s]], labels[s][subsets[s]]).astype(np.float32)
                              for s in SETS}
         forget = subsets["forget"]
@@ -134,20 +142,26 @@ def build_replica(ctx: context.Context, methods: list[str], subsets: dict[str, t
     gold_rate = scoring.member_rate(ctx, refs.gold_outputs)
     keep("retrain_a", refs.gold_outputs)
     keep("retrain_b", refs.gold2_outputs)
-    out.metrics["floor"] = dict(scoring.score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate),
-                                time_s=refs.timing["gold2_s"])
+    out.metrics.setdefault("floor", dict(scoring.score(ctx, refs.gold2_outputs, refs.gold_outputs, gold_rate),
+                                         time_s=refs.timing["gold2_s"]))
+    saved()
     pred = None
-    if any(reads_predictor(row(ctx.params, m)) for m in methods):
+    if any(reads_predictor(row(ctx.params, m)) for m in todo):
         pred, timing = generalization.tmu_predict_easy(ctx, refs.original)
         out.seconds[f"tmu_one_off_{r}"] = timing["tmu_one_off_s"]
+    if twin:
         step("twin")
     for method in methods:
+        if method not in todo:
+            step(method)
+            continue
         if method == "original":
             outputs, seconds = context.model_outputs(ctx, refs.original), 0.0
         else:
             outputs, seconds = runs.method_outputs(ctx, refs, method, pred)
         keep(method, outputs)
         out.metrics[method] = dict(scoring.score(ctx, outputs, refs.gold_outputs, gold_rate), time_s=seconds)
+        saved()
         step(method)
     return out
 
@@ -155,7 +169,7 @@ def build_replica(ctx: context.Context, methods: list[str], subsets: dict[str, t
 def build_replicas_as_jobs(params_file: str, overrides: list[str], n_models: int, out: Path, executor: str,
                           jobs: int, slurm: SlurmOptions | None) -> None:
     """Build every replica's models in its own job, through the runner `sweep` uses (local processes,
-    a SLURM array or in-process); each job only fills the cache, which the assembly then reads."""
+    a SLURM array or in-process); each job fills the cache and its replica file, which the assembly then reads."""
     commands = [Job(f"replica {r}", python_command("population", params_file, "--models", str(n_models), "--out",
                                                    str(out), "--only-replica", str(r), *sum((["--set", o] for o in overrides), [])),
                     out / "logs" / f"replica_{r}.log", {"TMU_PROGRESS": "0"}) for r in range(n_models)]
@@ -189,7 +203,7 @@ def evaluate_population(params: Params, n_models: int, out: str | os.PathLike, *
         def step(label: str, r=r) -> None:
             bar.set_postfix_str(f"replica {r + 1}/{n_models}: {label}")
             bar.update()
-        replicas.append(build_replica(ctx.for_replica(r), methods, subsets, step))
+        replicas.append(build_replica(ctx.for_replica(r), methods, subsets, step, out))
     bar.close()
     result = assemble(ctx, replicas, methods, subsets)
     result["not_applicable"] = skipped

@@ -101,6 +101,13 @@ def challenge_cells(row: dict) -> list[str]:
             f"{forgetting['score']:.3f}" if forgetting.get("score") is not None else "–"]
 
 
+def _ulira_cell(ulira: dict) -> str:
+    """U-LiRA's balanced accuracy in %, with its interval where the population recorded one."""
+    low, high = ulira.get("balanced_accuracy_ci95", [math.nan, math.nan])
+    interval = f" [{100 * low:.1f}, {100 * high:.1f}]" if not (math.isnan(low) or math.isnan(high)) else ""
+    return f"{100 * ulira['balanced_accuracy']:.1f}{interval}"
+
+
 def population_table(population: dict) -> str:
     """The population evaluation as markdown: per method, KLoM p95 per set, U-LiRA on D_f, F, and the
     per-run alignment (mean ± 95 % CI over the N replicas), with the floor (retrain B vs A) first."""
@@ -108,22 +115,24 @@ def population_table(population: dict) -> str:
     f_name = forgetting_label(population) or PUBLISHED_F
     lines = [f"# Population evaluation: {n} originals, {n} + {n} retrains", "",
              "KLoM: p95 over samples [bootstrap 95 % CI], lower is better. U-LiRA on D_f: balanced accuracy "
-             "and TPR at 1 % FPR, 50 % and 1 % mean indistinguishable from retraining. Δ forget and ToW: "
-             "each unlearned model against retrain A's model of the same index, mean ± 95 % CI over replicas."
+             "[jackknife 95 % CI over models, where recorded] and TPR at 1 % FPR, 50 % and 1 % mean "
+             "indistinguishable from retraining. Δ forget and ToW: each unlearned model against retrain A's "
+             "model of the same index, mean ± 95 % CI over replicas; time: seconds per model (the floor's: "
+             "a retrain)."
              + forgetting_caption(population),
              ""]
     header = ["method", label("forget_acc"), "KLoM p95 forget", "KLoM p95 retain", "KLoM p95 test",
               "U-LiRA bal. acc %", "TPR@1%FPR %", f_name, f_name.replace(" F", " score"), label("delta_forget"),
-              label("tow")]
+              label("tow"), "time s"]
     rows = []
     for name, row in {"floor (retrain B vs A)": population["floor"], **population["methods"]}.items():
         klom = [f"{row['klom'][s]['p95']:.3f} [{row['klom'][s]['p95_ci95'][0]:.3f}, {row['klom'][s]['p95_ci95'][1]:.3f}]"
                 for s in ("forget", "retain", "test")]
         rows.append([name, fmt("forget_acc", row["forget_acc"]["mean"], row["forget_acc"]["ci95"]), *klom,
-                     f"{100 * row['ulira']['balanced_accuracy']:.1f}", f"{100 * row['ulira']['tpr_at_1fpr']:.1f}",
+                     _ulira_cell(row["ulira"]), f"{100 * row['ulira']['tpr_at_1fpr']:.1f}",
                      *challenge_cells(row),
                      fmt("delta_forget", row["delta_forget"]["mean"], row["delta_forget"]["ci95"]),
-                     fmt("tow", row["tow"]["mean"], row["tow"]["ci95"])])
+                     fmt("tow", row["tow"]["mean"], row["tow"]["ci95"]), f"{row['time_s']['mean']:.1f}"])
     lines.append(markdown_table(header, rows))
     for method, why in population.get("not_applicable", {}).items():
         lines += ["", f"Not run: `{method}` ({why})."]
