@@ -1,5 +1,5 @@
 """The NeurIPS 2023 unlearning starting kit's own data pipeline through `tmu_utils.challenge.unlearning`
-(docs/api.md): the kit's transforms over image files, `Subset`s by index, `random_split` with a seeded
+(docs/challenge.md): the kit's transforms over image files, `Subset`s by index, `random_split` with a seeded
 generator, shuffled loaders of 128 and torchvision's resnet18; dict batches through the loader's own
 collate_fn; a validation set smaller than the forget set; and every bad input refused in one line before
 any model trains."""

@@ -1,5 +1,5 @@
 """The NeurIPS 2023 Machine Unlearning Challenge's entry point, `unlearning(net, retain_loader,
-forget_loader, val_loader)`, on top of the library (tmu_utils/library.py, docs/api.md): so that TMU and
+forget_loader, val_loader)`, on top of the library (tmu_utils/library.py, docs/challenge.md): so that TMU and
 the baselines drop into that starting kit and the repositories built on it, with the kit's own loaders.
 The validation set serves as TMU's holdout for the twin problem.
 

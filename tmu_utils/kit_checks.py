@@ -1,4 +1,4 @@
-"""The challenge's loaders read and checked before any model trains (tmu_utils/challenge.py, docs/api.md):
+"""The challenge's loaders read and checked before any model trains (tmu_utils/challenge.py, docs/challenge.md):
 each loader is iterated once, through its own `collate_fn`, and every bad input is refused with one line
 (a LibraryError): the batch format, the labels' width, the image shapes, the model's output width
 first, on one batch of each loader; then the value range and the sizes, on all of them.

@@ -1,6 +1,6 @@
 """A user's map-style Dataset of (image, label), read in batches through DataLoaders: the images as
 something the package's loops index like an (N, C, H, W) tensor without holding them all, and the
-labels in one pass (docs/api.md). A batch is a tuple or list (images, labels, ...) or a dict whose
+labels in one pass (docs/challenge.md). A batch is a tuple or list (images, labels, ...) or a dict whose
 keys say which is which."""
 from __future__ import annotations
 
