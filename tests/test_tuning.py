@@ -356,3 +356,40 @@ def test_the_tuner_twin_is_matched_and_the_predictor_twin_is_not(twin_run, cache
     # a tuning on the other twin is another tuning; the real unlearning's key holds only the knobs
     assert tuning.tuning_key(ctx, "tmu") != tuning.tuning_key(plain, "tmu")
     assert runner.unlearned_key(ctx, "tmu") == runner.unlearned_key(plain, "tmu")
+
+
+def test_the_scratch_twin_is_the_recipe_on_members_and_twin_forget_with_its_own_seed(cache_dir, monkeypatch):
+    ctx = smoke_context(cache_dir, "twin_match=scratch")
+    trained = []
+
+    def record(ctx_, data, seed, label, **kwargs):
+        trained.append((data, seed, kwargs))
+        return context.new_model(ctx_), {"seconds": 0.0}
+
+    monkeypatch.setattr(stages, "train_from_scratch", record)
+    monkeypatch.setattr(stages, "cached_model", lambda ctx_, name, fields, build: build())
+    stages.scratch_twin(ctx)
+    (x, y), seed, kwargs = trained[0]
+    members, twin_forget = ctx.splits.members, ctx.splits.twin_forget
+    assert len(x) == len(members) + len(twin_forget) and kwargs == {}  # the recipe's own epochs
+    assert seed == ctx.seeds["twin_scratch"] and seed not in {v for k, v in ctx.seeds.items() if k != "twin_scratch"}
+    expected = torch.cat([ctx.dataset.train_y[members], ctx.dataset.train_y[twin_forget]])
+    assert torch.equal(y.sort().values, expected.sort().values)
+
+
+def test_the_twin_problem_scores_on_the_holdout_never_on_the_test_split(twin_run, cache_dir, monkeypatch):
+    ctx = smoke_context(cache_dir)
+    original, _ = context.original_model(ctx)
+    real_subset = ctx.subset
+
+    def no_test(name):
+        assert name != "test", "the twin problem read the real test split"
+        return real_subset(name)
+
+    monkeypatch.setattr(ctx, "subset", no_test)
+    problem = tuning_problem.twin_problem(ctx, original)
+    unseen = ctx.splits.holdout[~torch.isin(ctx.splits.holdout, ctx.splits.twin_forget)]
+    pool = ctx.dataset.train_x[unseen].flatten(1)
+    rows = problem.eval_x["test"].flatten(1)
+    assert len(rows) == min(tuning_problem.TWIN_EVAL_SAMPLES, len(unseen))
+    assert all((pool == r).all(1).any() for r in rows[:50])  # each is a holdout image outside D_tf

@@ -75,7 +75,7 @@ CHOICES = {
     "tuning_criterion": ("alignment", "margins"),
     "twin_forget": ("matched", "independent"),
     "tuning": ("auto", "fixed", "twin"),
-    "twin_match": ("none", "members"),
+    "twin_match": ("none", "members", "scratch"),
 }
 POSITIVE = ("epochs", "batch_size", "lr", "twin_lr", "knn_k", "bank_per_class", "predictor_epochs",
              "predictor_lr", "unlearn_epochs", "unlearn_lr", "unlearn_batch_size", "hard_repeat",

@@ -31,7 +31,8 @@ RECIPE_FIELDS = ("arch", "epochs", "batch_size", "optimizer", "lr", "momentum", 
 # of the splits) and the replica index r: r = 0 is a single run, r = 0..N-1 a population
 # (docs/method.md, "Seeds"). A gold model that shared M_o's initialisation would make per-sample
 # comparisons with M_o look closer than two independent retrains are.
-SEED_OFFSETS = {"original": 0, "gold": 1000, "gold2": 2000, "curriculum": 3000, "twin": 4000, "unlearning": 5000}
+SEED_OFFSETS = {"original": 0, "gold": 1000, "gold2": 2000, "curriculum": 3000, "twin": 4000, "unlearning": 5000,
+                "twin_scratch": 6000}
 MAX_REPLICAS = 1000  # the offsets above are 1000 apart
 
 

@@ -60,7 +60,7 @@ class Params:
     # --- twin problem (docs/method.md: the twin problem) ---
     twin_epochs: int = 2  # epochs fine-tuning M_o on M ∪ D_tf to get the twin original M_t
     twin_lr: float = 5e-4  # peak learning rate of that fine-tune
-    twin_match: str = "members"  # none | members: the tuner's M_t is fine-tuned until it knows D_tf as M_o knows M
+    twin_match: str = "members"  # none | members | scratch: the tuner's M_t fine-tuned until it knows D_tf as M_o knows M, or trained from scratch on M ∪ D_tf
     twin_max_epochs: int = 12  # at most this many epochs of that matched fine-tune
     twin_forget: str = "matched"  # matched | independent: D_tf like D_f, or drawn once per M_o for any request
     curriculum_epochs: int = 2  # epochs of the early-stopped curriculum model M_c

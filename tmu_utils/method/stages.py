@@ -55,6 +55,14 @@ def twin_model(ctx: Context, original: nn.Module, matched: bool = False) -> tupl
     return cached_model(ctx, "twin", TWIN_FIELDS, build)
 
 
+def scratch_twin(ctx: Context) -> tuple[nn.Module, dict]:
+    """The tuner's M_t at twin_match `scratch`: the recipe run from scratch on M ∪ D_tf with its own seed,
+    as M_o was on M ∪ D_f. M_o, trained on M alone, is then to M_t what M_g is to M_o: an independent
+    model that never saw the forget set (docs/tuning.md, "A twin trained from scratch")."""
+    return cached_model(ctx, "twin_scratch", FORGET_FIELDS + RECIPE_FIELDS,
+                        lambda: train_from_scratch(ctx, _twin_set(ctx), ctx.seeds["twin_scratch"], "twin M_t (scratch)"))
+
+
 def curriculum_model(ctx: Context) -> tuple[nn.Module, dict]:
     """M_c: the recipe stopped after `curriculum_epochs` epochs on M ∪ D_tf."""
     p = ctx.params

@@ -45,9 +45,21 @@ def _subsample(n: int, seed: int, stream: str) -> torch.Tensor:
 
 
 def tuning_twin(ctx: context.Context, original: nn.Module) -> tuple[nn.Module, dict]:
-    """The twin problem's original: M_t matched to M_o's memorisation (twin_match `members`), or the
-    predictor's M_t (`none`)."""
+    """The twin problem's original: M_t matched to M_o's memorisation (twin_match `members`), trained from
+    scratch on M ∪ D_tf (`scratch`), or the predictor's M_t (`none`)."""
+    if ctx.params.twin_match == "scratch":
+        return stages.scratch_twin(ctx)
     return stages.twin_model(ctx, original, matched=ctx.params.twin_match == "members")
+
+
+def twin_test(ctx: context.Context) -> tuple[torch.Tensor, torch.Tensor]:
+    """The twin problem's unseen samples: the holdout without D_tf, which neither M_o nor M_t trained on.
+    Never the real test split, so no test image reaches a choice of knobs."""
+    holdout = ctx.splits.holdout[~torch.isin(ctx.splits.holdout, ctx.splits.twin_forget)]
+    if len(holdout) == 0:
+        raise ValueError("the twin problem needs holdout samples outside the twin forget set to score on; "
+                         "the whole holdout is D_tf: lower forget_fraction or raise the holdout's share")
+    return ctx.dataset.train_x[holdout], ctx.dataset.train_y[holdout]
 
 
 def twin_problem(ctx: context.Context, original: nn.Module) -> TwinProblem:
@@ -55,7 +67,7 @@ def twin_problem(ctx: context.Context, original: nn.Module) -> TwinProblem:
     twin, _ = tuning_twin(ctx, original)
     forget_x, forget_y = ctx.subset("twin_forget")
     retain_x, retain_y = ctx.subset("members")
-    test_x, test_y = ctx.subset("test")
+    test_x, test_y = twin_test(ctx)
     r, t = _subsample(len(retain_y), ctx.params.seed, "twin_eval/retain"), _subsample(len(test_y), ctx.params.seed, "twin_eval/test")
     eval_x = {"forget": forget_x, "retain": retain_x[r], "test": test_x[t]}
     labels = {"forget": forget_y, "retain": retain_y[r], "test": test_y[t]}

@@ -173,7 +173,8 @@ def tuning_key(ctx: context.Context, name: str) -> str:
     grid = json.dumps(grid_points(r.method, r.params), sort_keys=True)
     tuner = [f for f in runner.TUNER_FIELDS if f != "tuning"]  # a tuning always runs at tuning twin
     key = dataclasses.replace(ctx, params=r.params).key(fields + tuner)
-    return f"{runner.stored_name(r)}-{key}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}"
+    # "-holdout": scored on the holdout (problem.twin_test); tunings cached before it scored on the test split
+    return f"{runner.stored_name(r)}-{key}-{hashlib.sha256(grid.encode()).hexdigest()[:8]}-holdout"
 
 
 def tune_methods(ctx: context.Context, original: nn.Module, names: list[str]) -> tuple[dict[str, dict], float]:
