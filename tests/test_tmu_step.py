@@ -9,6 +9,7 @@ Measured on the small problem (MLP, 300 forget samples, predicted-easy = P(easy)
   the calibrated step leaves 0.38 of the predicted-hard samples right, against 0.13 (on an AMD EPYC:
   0.41-0.51 at run seeds 0-2 against 0.13-0.36, and 0.79 before the step).
 """
+import copy
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from tmu_utils.core.training import predict, true_class_margins
 from tmu_utils.experiments import tuning
 from tmu_utils.core.choices import REFERENCE_STEP
 from tmu_utils.unlearning import UnlearnTask, runner, unlearn_row
-from tmu_utils.unlearning.tmu_step import calibration_targets, step_parameters
+from tmu_utils.unlearning.tmu_step import calibration_targets, perturb, step_parameters
 
 CPU = torch.device("cpu")
 SMOKE = Path(__file__).resolve().parent.parent / "params" / "smoke.yaml"
@@ -336,3 +337,41 @@ def test_choose_step_rule_eligibility_ties_and_criterion(benchmark_script):
     # nobody eligible: the reference step and alignment
     none = script.decide({100: synthetic(d, dict.fromkeys(names, 0.5))})
     assert (none["step"], none["criterion"]) == ("tmu", "alignment")
+
+
+def _small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 8), nn.ReLU(),
+                         nn.Linear(8, 3))
+
+
+def test_perturb_moves_only_the_trained_weights_towards_a_seeded_fresh_initialisation():
+    net = _small_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trained = list(net[3].parameters()) + list(net[5].parameters())
+    state = torch.get_rng_state()
+    full, half, other = copy.deepcopy(net), copy.deepcopy(net), copy.deepcopy(net)
+    perturb(full, [p for n, p in full.named_parameters() if not n.startswith("0.")], 1.0, seed=7)
+    perturb(half, [p for n, p in half.named_parameters() if not n.startswith("0.")], 0.5, seed=7)
+    perturb(other, [p for n, p in other.named_parameters() if not n.startswith("0.")], 1.0, seed=8)
+    assert torch.equal(torch.get_rng_state(), state)  # the global stream is left where it was
+    perturb(net, trained, 0.0, seed=7)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # share 0: nothing moves
+    for name, value in full.state_dict().items():
+        if name.startswith("0."):  # not trained: bit for bit M_o's
+            assert torch.equal(value, before[name])
+            continue
+        assert not torch.allclose(value, before[name])  # re-initialised ...
+        assert not torch.equal(value, other.state_dict()[name])  # ... from the run's own seed
+        torch.testing.assert_close(half.state_dict()[name], (before[name] + value) / 2)  # halfway there
+    # a fresh initialisation has the module's own initial scale, not the trained weights' scale
+    fresh = nn.Linear(4 * 6 * 6, 8).weight
+    assert full[3].weight.std().item() == pytest.approx(fresh.std().item(), rel=0.2)
+
+
+def test_tmu_perturb_is_a_named_step_knob_in_zero_to_one():
+    p = make_params({"tmu_perturb": 0.25})
+    assert runner.artefact_name("tmu", p).endswith("_perturb0.25")
+    assert runner.artefact_name("tmu", make_params({})) == runner.artefact_name("tmu", make_params({"tmu_perturb": 0}))
+    with pytest.raises(ParamsError, match="tmu_perturb"):
+        make_params({"tmu_perturb": 1.5})

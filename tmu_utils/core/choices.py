@@ -12,7 +12,7 @@ FORGET_SCENARIOS = ("random", "class_subset", "class")
 UNLEARNING_METHODS = ("original", "retrain", "tmu", "finetune", "neggrad", "neggrad_plus", "random_label",
                       "bad_teacher", "scrub", "salun", "l1_sparse")
 # TMU's reference step: retain rows fitted to their labels, every weight updated, no calibration.
-REFERENCE_STEP = {"tmu_retain_loss": "ce", "tmu_update": "all", "tmu_calibrate": False}
+REFERENCE_STEP = {"tmu_retain_loss": "ce", "tmu_update": "all", "tmu_calibrate": False, "tmu_perturb": 0.0}
 # Built-in rows (docs/method.md, "Variants"): each is `tmu` at some knob overrides; a params file's
 # `variants:` adds its own (or replaces one of these) with one line each. The controls hand TMU another
 # easy/hard split; the target rows force a target; the step rows a step (the others at REFERENCE_STEP).
@@ -41,7 +41,7 @@ DEFAULT_METHODS = ("original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "
 # run's data, models, twin problem and predictor, so it can change only what happens after them.
 VARIANT_FIELDS = ("unlearn_epochs", "unlearn_lr", "unlearn_batch_size", "retain_fraction", "hard_loss", "hard_label",
                   "tmu_target", "tmu_split", "hard_repeat", "noise_std", "tmu_retain_loss", "tmu_update",
-                  "tmu_calibrate", "neggrad_lr", "neggrad_plus_alpha", "bad_teacher_temperature", "scrub_lr",
+                  "tmu_calibrate", "tmu_perturb", "neggrad_lr", "neggrad_plus_alpha", "bad_teacher_temperature", "scrub_lr",
                   "scrub_max_epochs", "scrub_alpha", "scrub_gamma", "scrub_temperature", "salun_sparsity",
                   "l1_sparse_alpha")
 FIXED_KNOBS_DIR = Path(__file__).resolve().parent.parent / "fixed_knobs"  # the tables `fixed_knobs` names

@@ -97,6 +97,7 @@ class Params:
     tmu_retain_loss: str = "distill"  # ce | distill: retain rows fitted to their labels, or held to M_o's softmax
     tmu_update: str = "last_block"  # all | head | last_block | bn: the only parameters the step updates
     tmu_calibrate: bool = False  # pull predicted-easy samples to M_o's margins on correct twin forget samples
+    tmu_perturb: float = 0.0  # before the step, each trained weight moves this share of the way to a fresh initialisation (0 none, 1 re-initialised)
     # --- baselines (docs/method.md: unlearning); each field is prefixed with its method ---
     neggrad_lr: float = 1.5e-4  # ascent learning rate of neggrad
     neggrad_plus_alpha: float = 0.5  # weight of forget ascent against retain descent

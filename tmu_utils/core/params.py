@@ -44,6 +44,9 @@ def check_fields(p: Params) -> None:
     for key in choices.OPEN_UNIT:
         if not 0 < getattr(p, key) < 1 and not (key in ("retain_fraction", "salun_sparsity") and getattr(p, key) == 1):
             raise ParamsError(f"parameter '{key}' must lie in (0, 1); got {getattr(p, key)!r}")
+    if not 0 <= p.tmu_perturb <= 1:
+        raise ParamsError(f"parameter 'tmu_perturb' must lie in [0, 1] (the share of the way to a fresh "
+                          f"initialisation); got {p.tmu_perturb!r}")
     if not p.features or any(f not in choices.FEATURES for f in p.features) or len(set(p.features)) != len(p.features):
         raise ParamsError(f"parameter 'features' must be a non-empty subset of {list(choices.FEATURES)}; got {p.features}")
     if "cf" in p.features and p.curriculum_epochs >= p.epochs:

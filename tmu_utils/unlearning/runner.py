@@ -78,7 +78,7 @@ def stored_name(r: Row) -> str:
     if target != "hard" and p.tmu_split != "none":
         name += f"_{target}"
     step = [p.tmu_retain_loss if p.tmu_retain_loss != "ce" else "", p.tmu_update if p.tmu_update != "all" else "",
-            "calibrated" if p.tmu_calibrate else ""]
+            "calibrated" if p.tmu_calibrate else "", f"perturb{p.tmu_perturb:g}" if p.tmu_perturb else ""]
     return name + "".join(f"_{part}" for part in step if part)
 
 

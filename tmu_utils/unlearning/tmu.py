@@ -33,8 +33,8 @@ from ..core.params import Params
 from ..core.training import true_class_margins
 from .common import (UnlearnTask, batch_input, batches, method_generator, on_device, original_logits,
                      random_wrong_labels, retain_subset, runner_up_labels, start_model, unlearn_optimizer)
-from .tmu_step import (calibration_targets, distillation_losses, eval_outputs, frozen_split, prefix_outputs,
-                       quantile_targets, restrict)
+from .tmu_step import (calibration_targets, distillation_losses, eval_outputs, frozen_split, perturb,
+                       prefix_outputs, quantile_targets, restrict)
 
 # Where a pool row comes from. CALIBRATED: predicted-easy rows with a margin target (tmu_calibrate), seen
 # without input noise.
@@ -106,6 +106,9 @@ def fine_tune(task: UnlearnTask, model: nn.Module, pool: Pool, generator: torch.
         else:  # no step has run, so `rest` is still M_o's: on the prefix outputs it gives M_o's logits
             teacher[retain_rows] = eval_outputs(task, rest, inputs[retain_rows.to(inputs.device)])
         (teacher,) = on_device(task, teacher)
+    # after M_o's logits are taken: the step starts from M_o with what it trains partly re-initialised
+    perturb(model, [q for q in model.parameters() if q.requires_grad] if p.tmu_update != "all" else
+            list(model.parameters()), p.tmu_perturb, task.run_seed)
     for _ in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, generator):
             sb = source[idx.to(source.device)].to(device)

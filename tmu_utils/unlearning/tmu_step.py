@@ -12,11 +12,16 @@ easier to tell from retraining than doing nothing. Three knobs change only what 
   margins on the twin forget samples it classifies correctly (samples it never saw), quantile for
   quantile in the order of M_o's own margins on them. They stay right, at the confidence of an unseen
   sample instead of a memorised one. No gold model is involved: on the twin problem M_o is the gold.
+- `tmu_perturb`: before the step, what it trains moves that share of the way to a fresh initialisation
+  (1: re-initialised), drawn from the run's own seed, so that unlearned models spread as retrains do
+  instead of all staying at M_o; the distillation teacher is M_o as it was.
 The rows that force a step (`tmu_distill`, ...) are variants, choices.VARIANTS; `tmu_reference` is the
 reference step itself. The default step (params) is the twin problem's choice by a rule fixed before any
 population ran (benchmarks/results/step_choice/).
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +57,25 @@ def _block_before(module: nn.Module, head: nn.Module) -> nn.Module | None:
     while type(last) in CONTAINERS:  # exactly: a Sequential subclass (torchvision's Conv2dNormActivation) is a block
         last = _parameterised_children(last)[-1]
     return last
+
+
+def perturb(model: nn.Module, trained: list[nn.Parameter], share: float, seed: int) -> None:
+    """Move each trained parameter `share` of the way to a fresh initialisation of its module (the module's
+    own `reset_parameters`, drawn from `seed`): 1 re-initialises what the step trains, a small share
+    perturbs it at the scale of the initialisation. Modules without `reset_parameters` keep theirs."""
+    if share == 0:
+        return
+    chosen = {id(p) for p in trained}
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.default_generator.manual_seed(seed)  # the CPU's only: the fresh copies are drawn there
+        for module in model.modules():
+            own = [(name, p) for name, p in module.named_parameters(recurse=False) if id(p) in chosen]
+            if not own or not hasattr(module, "reset_parameters"):
+                continue
+            fresh = copy.deepcopy(module).cpu()
+            fresh.reset_parameters()
+            for name, p in own:
+                p.lerp_(getattr(fresh, name).to(p.device), share)
 
 
 def step_parameters(model: nn.Module, update: str, block: str | None = None) -> list[nn.Parameter]:
