@@ -164,18 +164,21 @@ def summarise(unlearned: np.ndarray, retrained: np.ndarray, calls: list[dict], f
 
 
 def table(result: dict) -> str:
+    data, env = result["data"], result["env"]
     lines = [f"# The challenge's comparison: {result['protocol']}", "",
-             f"Data: {result['data']['dataset']} ({result['data']['format']}, checksum {result['data']['checksum']}); "
-             f"{result['env']['device']}, torch {result['env']['torch']}, commit {result['env']['git_sha']}. "
-             "F: the challenge's forgetting quality on D_f [bootstrap 95 % CI over samples]; score: F × retain "
-             "and test accuracy over the retrains' (retrain B); accuracies and seconds per call: mean ± 95 % CI "
-             "over calls.", "",
-             "| row | F | ε median | score | forget % | retain % | test % | seconds per call |", "|---|---|---|---|---|---|---|---|"]
+             f"Data: {data['dataset']} ({data['format']}, checksum {data['checksum']}); {env['device']}, "
+             f"torch {env['torch']}, commit {env['git_sha']}. F: the challenge's forgetting quality on D_f "
+             "[bootstrap 95 % CI over samples]; score: F × retain and test accuracy over the retrains' "
+             "(retrain B); accuracies and seconds per call: mean ± 95 % CI over calls.", "",
+             "| row | F | ε median | score | forget % | retain % | test % | seconds per call |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, row in result["rows"].items():
         f = row["forgetting"]
-        cells = [f"{100 * row[k]['mean']:.2f} ± {100 * row[k]['ci95']:.2f}" for k in ("forget_acc", "retain_acc", "test_acc")]
-        lines.append(f"| {name} | {f['F']:.3f} [{f['F_ci95'][0]:.3f}, {f['F_ci95'][1]:.3f}] | {f['epsilon_median']:.2f} "
-                     f"| {row['score']:.3f} | {' | '.join(cells)} | {row['seconds']['mean']:.0f} ± {row['seconds']['ci95']:.0f} |")
+        cells = [f"{100 * row[k]['mean']:.2f} ± {100 * row[k]['ci95']:.2f}" for k in ("forget_acc", "retain_acc",
+                                                                                     "test_acc")]
+        seconds = f"{row['seconds']['mean']:.0f} ± {row['seconds']['ci95']:.0f}"
+        lines.append(f"| {name} | {f['F']:.3f} [{f['F_ci95'][0]:.3f}, {f['F_ci95'][1]:.3f}] | "
+                     f"{f['epsilon_median']:.2f} | {row['score']:.3f} | {' | '.join(cells)} | {seconds} |")
     return "\n".join(lines).replace("± nan", "") + "\n"
 
 

@@ -60,7 +60,7 @@ class Params:
     # --- twin problem (docs/method.md: the twin problem) ---
     twin_epochs: int = 2  # epochs fine-tuning M_o on M ∪ D_tf to get the twin original M_t
     twin_lr: float = 5e-4  # peak learning rate of that fine-tune
-    twin_match: str = "members"  # none | members | scratch: the tuner's M_t fine-tuned until it knows D_tf as M_o knows M, or trained from scratch on M ∪ D_tf
+    twin_match: str = "members"  # none | members | scratch: the tuner's M_t as TMU's, matched to M_o, or from scratch
     twin_max_epochs: int = 12  # at most this many epochs of that matched fine-tune
     twin_forget: str = "matched"  # matched | independent: D_tf like D_f, or drawn once per M_o for any request
     curriculum_epochs: int = 2  # epochs of the early-stopped curriculum model M_c
@@ -97,7 +97,7 @@ class Params:
     tmu_retain_loss: str = "distill"  # ce | distill: retain rows fitted to their labels, or held to M_o's softmax
     tmu_update: str = "last_block"  # all | head | last_block | bn: the only parameters the step updates
     tmu_calibrate: bool = False  # pull predicted-easy samples to M_o's margins on correct twin forget samples
-    tmu_perturb: float = 0.0  # before the step, each trained weight moves this share of the way to a fresh initialisation (0 none, 1 re-initialised)
+    tmu_perturb: float = 0.0  # share of the way the trained weights move to a fresh init before the step
     # --- baselines (docs/method.md: unlearning); each field is prefixed with its method ---
     neggrad_lr: float = 1.5e-4  # ascent learning rate of neggrad
     neggrad_plus_alpha: float = 0.5  # weight of forget ascent against retain descent
