@@ -71,3 +71,13 @@ def test_checkpoints_cannot_run_code(tmp_path, capsys):
     with pytest.warns(CacheCorruptionWarning, match="Weights only load failed|weights_only|Unsupported"):
         assert cache.load("k", "evil") is None
     assert "this must never run" not in capsys.readouterr().out
+
+
+def test_keys_that_differ_after_a_dot_are_different_artefacts(tmp_path):
+    # a stored name carries a float knob (`tmu_..._perturb0.1`): a suffix must not swallow what follows the dot
+    cache = Cache(tmp_path)
+    cache.save("unlearned", "tmu_perturb0.1-abc-r0-cpu", {"x": 1}, {"seconds": 1.0})
+    cache.save("unlearned", "tmu_perturb0.3-abc-r0-cpu", {"x": 3}, {"seconds": 3.0})
+    assert cache.load("unlearned", "tmu_perturb0.1-abc-r0-cpu")[0] == {"x": 1}
+    assert cache.load("unlearned", "tmu_perturb0.3-abc-r0-cpu")[0] == {"x": 3}
+    assert cache.paths("unlearned", "plain-key")[0] == tmp_path / "unlearned" / "plain-key.pt"  # as before

@@ -51,8 +51,8 @@ class Cache:
 
     def paths(self, kind: str, key: str) -> tuple[Path, Path]:
         """The payload and sidecar paths of one artefact."""
-        base = self.root / kind / key
-        return base.with_suffix(".pt"), base.with_suffix(".json")
+        folder = self.root / kind  # the suffixes are appended: a key may hold a dot (`..._perturb0.1-<hash>`)
+        return folder / f"{key}.pt", folder / f"{key}.json"
 
     def save(self, kind: str, key: str, payload: Any, meta: dict | None = None) -> None:
         """Write an artefact atomically: payload first, then the sidecar that vouches for it."""
