@@ -197,3 +197,25 @@ def test_a_replica_file_made_under_other_parameters_is_not_read(smoke_population
     # where it is kept, the run's name, its method list and its folders change no number
     moved = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "name=renamed", "methods=[tmu]"]))
     assert replicas.load(smoke_population, moved).margins
+
+
+def test_a_replica_file_survives_a_field_added_at_its_default_and_a_new_variant(smoke_population, cache_dir,
+                                                                                  tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(smoke_population, out)
+    meta_path = replicas.replica_path(out, 0).with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    del meta["params"]["tmu_perturb"]  # as if the file predates the field
+    meta_path.write_text(json.dumps(meta))
+    ctx = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS]))
+    assert set(replicas.load(out, ctx).margins) == set(meta["models"])
+    # ... but not where the field is set away from its default: the file cannot have run that
+    perturbed = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS, "tmu_perturb=0.5"]))
+    assert not replicas.load(out, perturbed).margins
+    # a new built-in row changes no saved one; a saved row redefined is dropped alone
+    more = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS,
+                                               "variants={tmu_new: {hard_repeat: 2}}"]))
+    assert set(replicas.load(out, more).margins) == set(meta["models"])
+    moved = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS,
+                                                "variants={tmu_random_rank: {tmu_split: random, hard_repeat: 2}}"]))
+    assert set(replicas.load(out, moved).margins) == set(meta["models"]) - {"tmu_random_rank"}

@@ -7,7 +7,8 @@ population (`<out>/replicas/replica_NN.npz` and `.json`), after every model, so 
 resumes from its folder alone: on another machine, after an interruption, or from a committed
 result to which more replicas are added. A file is read back only where it was made under the
 same parameters (every field that can change a number, the replica, the device type and the
-data's checksum), and only the models it holds are skipped.
+data's checksum; a field added to the code since must be at its default), and only the models it
+holds are skipped.
 """
 from __future__ import annotations
 
@@ -18,11 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from ..core import context
-from ..core.params import params_hash
+from ..core.choices import VARIANT_FIELDS
+from ..core.params import Params, params_hash
+from ..core.variants import row
 
 # Fields that name, place or display a run, or choose which rows it has: none changes a model's numbers.
+# `variants` is checked per row instead (`rows`): a built-in row added since changes no saved model.
 NOT_IN_KEY = ("name", "device", "progress", "cache_dir", "out_dir", "sweep_dir", "population_dir", "requests_dir",
-              "data_dir", "methods")
+              "data_dir", "methods", "variants")
 
 
 @dataclass
@@ -35,12 +39,46 @@ class Replica:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def replica_key(ctx: context.Context) -> str:
-    """What a replica file must have been made under to be read back in `ctx`."""
-    fields = [f for f in ctx.params.to_dict() if f not in NOT_IN_KEY]
+def _key_fields(ctx: context.Context) -> list[str]:
+    return [f for f in ctx.params.to_dict() if f not in NOT_IN_KEY]
+
+
+def _where(ctx: context.Context) -> str:
     d = ctx.dataset
-    data = d.checksum if d is not None else "no-data"
-    return f"{params_hash(ctx.params, fields)}-r{ctx.replica}-{ctx.device.type}-{data}"
+    return f"r{ctx.replica}-{ctx.device.type}-{d.checksum if d is not None else 'no-data'}"
+
+
+def replica_key(ctx: context.Context) -> str:
+    """What a replica file was made under, as one string: the parameters' hash, the replica, the device
+    type and the data's checksum."""
+    return f"{params_hash(ctx.params, _key_fields(ctx))}-{_where(ctx)}"
+
+
+def made_under(meta: dict, ctx: context.Context) -> bool:
+    """Whether a replica file's record matches `ctx`: the same replica, device type and data, and every
+    parameter that can change a number equal to the file's, where a parameter the file does not name
+    (added to the code since) must be at its default, which by this repository's rule keeps what the
+    code did before it existed."""
+    stored = meta.get("params")
+    if stored is None:  # a file written before parameters were recorded: its hash must match
+        return meta.get("key") == replica_key(ctx)
+    if not meta.get("key", "").endswith(_where(ctx)):
+        return False
+    current = json.loads(json.dumps({f: ctx.params.to_dict()[f] for f in _key_fields(ctx)}))
+    defaults = json.loads(json.dumps(Params().to_dict()))
+    return all(stored[f] == v if f in stored else defaults[f] == v for f, v in current.items())
+
+
+def row_record(ctx: context.Context, name: str) -> dict | None:
+    """What a saved row ran as: its method and the knobs a variant may set (None for the retrains)."""
+    if name in ("retrain_a", "retrain_b"):
+        return None
+    try:
+        r = row(ctx.params, name)
+    except ValueError:  # a row these parameters no longer define
+        return {"method": None}
+    knobs = r.params.to_dict()
+    return json.loads(json.dumps({"method": r.method, **{f: knobs[f] for f in VARIANT_FIELDS}}))
 
 
 def replica_path(out: Path, replica: int) -> Path:
@@ -57,7 +95,9 @@ def save(out: Path, ctx: context.Context, replica: Replica, env: dict[str, str])
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)
-    meta = {"key": replica_key(ctx), "replica": ctx.replica, "env": env, "models": sorted(replica.margins),
+    params = {f: ctx.params.to_dict()[f] for f in _key_fields(ctx)}
+    meta = {"key": replica_key(ctx), "params": params, "replica": ctx.replica, "env": env,
+            "models": sorted(replica.margins), "rows": {m: row_record(ctx, m) for m in sorted(replica.margins)},
             "metrics": replica.metrics, "seconds": replica.seconds}
     tmp_json = path.with_suffix(".json.tmp")
     tmp_json.write_text(json.dumps(meta, indent=1, allow_nan=True))
@@ -71,12 +111,16 @@ def load(out: Path, ctx: context.Context) -> Replica:
     if not (path.exists() and meta_path.exists()):
         return Replica()
     meta = json.loads(meta_path.read_text())
-    if meta.get("key") != replica_key(ctx):
+    if not made_under(meta, ctx):
         return Replica()
     with np.load(path) as arrays:
         stored = {k: arrays[k] for k in arrays.files}
     replica = Replica(metrics=meta["metrics"], seconds=meta["seconds"])
+    saved_rows = meta.get("rows", {})
     for model in meta["models"]:
+        if model in saved_rows and saved_rows[model] != row_record(ctx, model):  # the row is another now
+            replica.metrics.pop(model, None)
+            continue
         try:
             replica.margins[model] = {s: stored[f"margins/{model}/{s}"] for s in ("forget", "retain", "test")}
             replica.confidences[model] = stored[f"confidence/{model}"]
