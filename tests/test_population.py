@@ -72,16 +72,20 @@ def test_floor_compares_two_different_retrain_sets(smoke_population):
     assert not np.array_equal(samples["margins/retrain_a"], samples["margins/retrain_b"])
 
 
-def test_a_second_run_trains_nothing(smoke_population, cache_dir, tmp_path, monkeypatch):
+def run_without_training(monkeypatch, why: str, out, cache) -> dict:
+    """The smoke population again into `out` with `cache`, any training an error; its population.json."""
     def no_training(*args, **kwargs):
-        raise AssertionError("a cached model was trained again")
+        raise AssertionError(why)
 
-    monkeypatch.setattr(context, "train_model", no_training)
-    monkeypatch.setattr(stages, "twin_original", no_training)
-    monkeypatch.setattr(runner, "unlearn", no_training)
-    assert main(["population", str(SMOKE), "--models", "3", "--out", str(tmp_path), "--set",
-                 f"cache_dir={cache_dir}", "--set", METHODS]) == 0
-    again = json.loads((tmp_path / "population.json").read_text())
+    for module, name in ((context, "train_model"), (stages, "twin_original"), (runner, "unlearn")):
+        monkeypatch.setattr(module, name, no_training)
+    assert main(["population", str(SMOKE), "--models", "3", "--out", str(out), "--set", f"cache_dir={cache}",
+                 "--set", METHODS]) == 0
+    return json.loads((out / "population.json").read_text())
+
+
+def test_a_second_run_trains_nothing(smoke_population, cache_dir, tmp_path, monkeypatch):
+    again = run_without_training(monkeypatch, "a cached model was trained again", tmp_path, cache_dir)
     first = json.loads((smoke_population / "population.json").read_text())
     assert again["methods"]["tmu"]["klom"] == first["methods"]["tmu"]["klom"]
 
@@ -156,15 +160,8 @@ def test_a_population_resumes_from_its_folder_on_a_machine_without_the_cache(smo
     # a new machine: the population's folder (as committed) and an empty artefact cache
     out = tmp_path / "copy"
     shutil.copytree(smoke_population, out)
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("a model whose replica file exists was trained again")
-
-    monkeypatch.setattr(context, "train_model", no_training)
-    monkeypatch.setattr(runner, "unlearn", no_training)
-    assert main(["population", str(SMOKE), "--models", "3", "--out", str(out), "--set",
-                 f"cache_dir={tmp_path / 'empty_cache'}", "--set", METHODS]) == 0
-    again = json.loads((out / "population.json").read_text())
+    again = run_without_training(monkeypatch, "a model whose replica file exists was trained again", out,
+                                 tmp_path / "empty_cache")
     first = json.loads((smoke_population / "population.json").read_text())
     assert again["methods"] == first["methods"] and again["floor"] == first["floor"]
     saved = json.loads(replicas.replica_path(out, 2).with_suffix(".json").read_text())
