@@ -39,8 +39,7 @@ from tmu_utils.challenge import unlearning
 from tmu_utils.core import context
 from tmu_utils.core.params import load_params
 from tmu_utils.core.training import predict
-from tmu_utils.evaluation.forgetting_score import (challenge_score, epsilons, forgetting_quality,
-                                                   logit_scaled_confidence, sample_scores)
+from tmu_utils.evaluation.forgetting_score import challenge_score, forgetting_quality, logit_scaled_confidence
 from tmu_utils.experiments import replicas
 from tmu_utils.experiments.runs import environment
 from tmu_utils.experiments.sweep import mean_ci
@@ -107,15 +106,6 @@ def one_call(ctx: context.Context, original: nn.Module, method: str, i: int, pat
     return {**meta, "confidence": confidence}
 
 
-def f_with_interval(unlearned: np.ndarray, retrained: np.ndarray, n_boot: int = 1000) -> dict:
-    """The challenge's F and a bootstrap 95 % interval over the forget samples (the models fixed)."""
-    quality = forgetting_quality(unlearned, retrained)
-    scores = sample_scores(epsilons(unlearned, retrained), len(unlearned))
-    draws = np.random.default_rng(0).integers(0, len(scores), size=(n_boot, len(scores)))
-    quality["F_ci95"] = [float(v) for v in np.quantile(scores[draws].mean(1), [0.025, 0.975])]
-    return quality
-
-
 def compare(ctx: context.Context, population_dir: Path, n_runs: int, out: Path) -> dict:
     saved = [replicas.load(population_dir, ctx.for_replica(r)) for r in range(n_runs)]
     missing = [r for r, rep in enumerate(saved) if not {"retrain_a", "retrain_b", "original"} <= set(rep.margins)]
@@ -154,7 +144,7 @@ def compare(ctx: context.Context, population_dir: Path, n_runs: int, out: Path) 
 
 
 def summarise(unlearned: np.ndarray, retrained: np.ndarray, calls: list[dict], floor_accs: dict) -> dict:
-    row = {"forgetting": f_with_interval(unlearned, retrained)}
+    row = {"forgetting": forgetting_quality(unlearned, retrained)}
     for key in ("forget_acc", "retain_acc", "test_acc", "seconds"):
         mean, half = mean_ci([c[key] for c in calls])
         row[key] = {"mean": mean, "ci95": half}

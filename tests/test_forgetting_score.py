@@ -56,7 +56,7 @@ def test_fully_separated_populations_score_zero():
     # "unlearned when ≥ t" for t in (3, 10] has FPR = FNR = 0: ε = ∞, clipped to the cap 50, past ε_max
     for u, r in ((sample(10, 11, 12, 13), sample(0, 1, 2, 3)), (sample(0, 1, 2, 3), sample(10, 11, 12, 13))):
         assert fs.epsilons(u, r)[0] == 50
-        assert fs.forgetting_quality(u, r)["F"] == 0
+        assert fs.forgetting_quality(u, r)["F"] == 0 and fs.forgetting_quality(u, r)["F_ci95"] == [0.0, 0.0]
 
 
 def test_a_collapsed_population_gets_the_cap():
@@ -144,6 +144,9 @@ def test_forgetting_quality_and_the_final_score():
     r = np.hstack([sample(0, 1, 2, 3), sample(1, 3, 5, 7), sample(0, 1, 2, 3), sample(0, 1, 2, 3)])
     quality = fs.forgetting_quality(u, r)
     assert quality["F"] == (1 + 0.5 + 0 + 0) / 4
+    # its interval resamples the four per-sample scores (1, 1/2, 0, 0): it brackets F within [0, 1]
+    low, high = quality["F_ci95"]
+    assert 0 <= low < quality["F"] < high <= 1 and high - low <= 0.75
     assert quality["epsilon_max"] == 2 and quality["capped"] == 0.5 and quality["delta"] == 1e-5
     assert fs.challenge_score(0.5, 0.9, 1.0, 0.8, 0.8) == pytest.approx(0.45)
 

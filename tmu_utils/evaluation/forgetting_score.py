@@ -34,6 +34,7 @@ STATISTIC = "logit_scaled_confidence"
 DEFINITION = ("NeurIPS 2023 unlearning challenge, published definition: true-class logit-scaled confidence; "
               "threshold and interval rules at 100 per unit; δ = 1e-5; ε clipped to [0, 50] (collapsed "
               "population: 50; both populations one identical constant: 0); buckets of 0.5 up to ⌈ln(N − 1)⌉")
+F_BOOTSTRAP = 1000  # resamples of the forget samples for F's interval
 CHUNK = 1024  # samples per block: bounds memory at a few (CHUNK, 2N + 1, 2N + 1) arrays
 
 
@@ -159,11 +160,15 @@ def sample_scores(eps: np.ndarray, n_models: int) -> np.ndarray:
 
 
 def forgetting_quality(unlearned: np.ndarray, retrained: np.ndarray, delta: float = DELTA) -> dict:
-    """F (the mean score over the forget samples), the median and p95 of ε, the share of samples at the
-    cap (collapsed or separated), and the definition's constants for these population sizes."""
+    """F (the mean score over the forget samples) with a bootstrap 95 % interval over the samples (the
+    models fixed), the median and p95 of ε, the share of samples at the cap (collapsed or separated),
+    and the definition's constants for these population sizes."""
     eps = epsilons(unlearned, retrained, delta)
     n_models = len(unlearned)
-    return {"F": float(sample_scores(eps, n_models).mean()), "epsilon_median": float(np.median(eps)),
+    scores = sample_scores(eps, n_models)
+    draws = np.random.default_rng(0).integers(0, len(scores), size=(F_BOOTSTRAP, len(scores)))
+    low, high = np.quantile(scores[draws].mean(1), [0.025, 0.975])
+    return {"F": float(scores.mean()), "F_ci95": [float(low), float(high)], "epsilon_median": float(np.median(eps)),
             "epsilon_p95": float(np.quantile(eps, 0.95)), "epsilon_max": epsilon_max(n_models),
             "epsilon_cap": EPSILON_CAP, "capped": float((eps == EPSILON_CAP).mean()), "delta": delta,
             "bucket_width": BUCKET_WIDTH, "n_models": n_models, "statistic": STATISTIC}

@@ -123,8 +123,8 @@ def ulira(unlearned: np.ndarray, retrained: np.ndarray, roc_points: int = 101) -
     is_unlearned = np.concatenate([np.ones(score_u.size), np.zeros(score_r.size)])
     fpr, tpr, _ = roc_curve(is_unlearned, scores)
     grid = np.concatenate([[0.0], np.logspace(-4, 0, roc_points - 1)])
-    return {"balanced_accuracy": _balanced_accuracy(score_u, score_r),
-            "balanced_accuracy_ci95": ulira_jackknife_ci(unlearned, retrained),
+    estimate = _balanced_accuracy(score_u, score_r)
+    return {"balanced_accuracy": estimate, "balanced_accuracy_ci95": ulira_jackknife_ci(unlearned, retrained, estimate),
             "tpr_at_1fpr": float(np.interp(0.01, fpr, tpr)), "tpr_at_5fpr": float(np.interp(0.05, fpr, tpr)),
             "auc": float(roc_auc_score(is_unlearned, scores)),
             "roc": {"fpr": grid.tolist(), "tpr": np.interp(grid, fpr, tpr).tolist()}}
@@ -134,20 +134,19 @@ def _balanced_accuracy(score_u: np.ndarray, score_r: np.ndarray) -> float:
     return float(((score_u > 0).mean() + (score_r <= 0).mean()) / 2)
 
 
-def ulira_jackknife_ci(unlearned: np.ndarray, retrained: np.ndarray) -> list[float]:
+def ulira_jackknife_ci(unlearned: np.ndarray, retrained: np.ndarray, estimate: float) -> list[float]:
     """A 95 % interval for U-LiRA's balanced accuracy from a jackknife over models.
 
     Replicate j drops model j of each population and runs the whole attack, leave-one-out fits
     included, on the n − 1 models left, so every replicate is the statistic itself at a smaller n
     (resampling models with repeats would put one model on both sides of a fit). The interval is
-    the estimate ± t(0.975, n − 1) jackknife standard errors, clipped to [0, 1]. It needs n ≥ 4
+    `estimate` (the balanced accuracy on all n) ± t(0.975, n − 1) jackknife standard errors, clipped to [0, 1]. It needs n ≥ 4
     (a replicate needs 3 models); below that it is [nan, nan].
     """
     u, r = np.asarray(unlearned, dtype=np.float64), np.asarray(retrained, dtype=np.float64)
     n = len(u)
     if n < 4:
         return [math.nan, math.nan]
-    estimate = _balanced_accuracy(*ulira_scores(u, r))
     keep = [np.delete(np.arange(n), j) for j in range(n)]
     replicates = np.array([_balanced_accuracy(*ulira_scores(u[k], r[k])) for k in keep])
     se = math.sqrt((n - 1) / n * ((replicates - replicates.mean()) ** 2).sum())

@@ -60,9 +60,7 @@ def made_under(meta: dict, ctx: context.Context) -> bool:
     (added to the code since) must be at its default, which by this repository's rule keeps what the
     code did before it existed."""
     stored = meta.get("params")
-    if stored is None:  # a file written before parameters were recorded: its hash must match
-        return meta.get("key") == replica_key(ctx)
-    if not meta.get("key", "").endswith(_where(ctx)):
+    if stored is None or not meta.get("key", "").endswith(_where(ctx)):
         return False
     current = json.loads(json.dumps({f: ctx.params.to_dict()[f] for f in _key_fields(ctx)}))
     defaults = json.loads(json.dumps(Params().to_dict()))

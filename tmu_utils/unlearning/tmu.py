@@ -83,7 +83,8 @@ def fine_tune(task: UnlearnTask, model: nn.Module, pool: Pool, generator: torch.
     `tmu_update` only that part of the model is trained (tmu_step.py)."""
     p, device = task.params, task.device
     x, source = on_device(task, pool.x, pool.source)
-    opt = unlearn_optimizer(model, p, trained=restrict(model, p.tmu_update, task.block))
+    trained = restrict(model, p.tmu_update, task.block)
+    opt = unlearn_optimizer(model, p, trained=trained)
     # noise only where there are EASY rows to draw it for (hard_only's pool has none): the draws come
     # from a generator of their own, so skipping them changes nothing else
     noisy = p.noise_std > 0 and bool((source == EASY).any())
@@ -107,8 +108,7 @@ def fine_tune(task: UnlearnTask, model: nn.Module, pool: Pool, generator: torch.
             teacher[retain_rows] = eval_outputs(task, rest, inputs[retain_rows.to(inputs.device)])
         (teacher,) = on_device(task, teacher)
     # after M_o's logits are taken: the step starts from M_o with what it trains partly re-initialised
-    perturb(model, [q for q in model.parameters() if q.requires_grad] if p.tmu_update != "all" else
-            list(model.parameters()), p.tmu_perturb, task.run_seed)
+    perturb(model, trained, p.tmu_perturb, task.run_seed)
     for _ in range(p.unlearn_epochs):
         for idx in batches(len(x), p.unlearn_batch_size, generator):
             sb = source[idx.to(source.device)].to(device)
