@@ -1,5 +1,6 @@
 """The population command at smoke scale: outputs and their structure, resuming from the cache, and
 clear errors before anything trains."""
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ from tmu_utils.core import context
 from tmu_utils.core.params import load_params
 from tmu_utils.evaluation import forgetting_score
 from tmu_utils.experiments import population, replicas
+from tmu_utils.experiments.tuning import knobs
 from tmu_utils.method import stages
 from tmu_utils.unlearning import runner
 
@@ -188,9 +190,14 @@ def test_a_replica_file_made_under_other_parameters_is_not_read(smoke_population
     ctx = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS]))
     assert replicas.load(smoke_population, ctx.for_replica(0)).margins  # the same parameters: read
     assert not replicas.load(smoke_population, ctx.for_replica(3)).margins  # no such replica
-    for change in ("unlearn_lr=0.0123", "seed=7", "epochs=2"):
+    for change in ("seed=7", "epochs=2"):
         other = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS, change]))
         assert not replicas.load(smoke_population, other).margins, change
+    # a knob only the unlearning rows read, changed in the params file (`--set` would also pin it): the
+    # references stay, every row reading it is run again
+    other = context.prepare(dataclasses.replace(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS]),
+                                                unlearn_lr=0.0123))
+    assert set(replicas.load(smoke_population, other).margins) == {"original", "retrain_a", "retrain_b"}
     # where it is kept, the run's name, its method list and its folders change no number
     moved = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}", "name=renamed", "methods=[tmu]"]))
     assert replicas.load(smoke_population, moved).margins
@@ -202,13 +209,23 @@ def test_a_replica_file_survives_a_field_added_at_its_default_and_a_new_variant(
     shutil.copytree(smoke_population, out)
     meta_path = replicas.replica_path(out, 0).with_suffix(".json")
     meta = json.loads(meta_path.read_text())
-    del meta["params"]["tmu_perturb"]  # as if the file predates the field
+    del meta["params"]["twin_match"]  # as if the file predates the field
     meta_path.write_text(json.dumps(meta))
     ctx = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS]))
     assert set(replicas.load(out, ctx).margins) == set(meta["models"])
     # ... but not where the field is set away from its default: the file cannot have run that
+    scratch = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS, "twin_match=scratch"]))
+    assert not replicas.load(out, scratch).margins
+    # a step knob changed (as when TMU's default step moves): only the rows that run TMU's step are redone
     perturbed = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS, "tmu_perturb=0.5"]))
-    assert not replicas.load(out, perturbed).margins
+    assert set(replicas.load(out, perturbed).margins) == {"original", "retrain_a", "retrain_b", "finetune"}
+    # a row's record that predates a field counts as made at the field's default, and no other value
+    for model in meta["rows"].values():
+        if model is not None:
+            del model["tmu_perturb"]
+    meta_path.write_text(json.dumps(meta))
+    assert set(replicas.load(out, ctx).margins) == set(meta["models"])
+    assert "tmu" not in replicas.load(out, perturbed).margins
     # a new built-in row changes no saved one; a saved row redefined is dropped alone
     more = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS,
                                                "variants={tmu_new: {hard_repeat: 2}}"]))
@@ -216,3 +233,11 @@ def test_a_replica_file_survives_a_field_added_at_its_default_and_a_new_variant(
     moved = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS,
                                                 "variants={tmu_random_rank: {tmu_split: random, hard_repeat: 2}}"]))
     assert set(replicas.load(out, moved).margins) == set(meta["models"]) - {"tmu_random_rank"}
+
+
+def test_a_row_whose_fixed_knobs_changed_is_run_again(smoke_population, cache_dir, monkeypatch):
+    ctx = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS]))
+    assert set(replicas.load(smoke_population, ctx).margins) >= {"tmu", "finetune"}
+    monkeypatch.setattr(knobs, "fixed_table", lambda name: {"finetune": {"unlearn_lr": 0.0321}})
+    assert set(replicas.load(smoke_population, ctx).margins) == {
+        "original", "retrain_a", "retrain_b", "tmu", "tmu_random_rank"}

@@ -8,7 +8,9 @@ resumes from its folder alone: on another machine, after an interruption, or fro
 result to which more replicas are added. A file is read back only where it was made under the
 same parameters (every field that can change a number, the replica, the device type and the
 data's checksum; a field added to the code since must be at its default), and only the models it
-holds are skipped.
+holds are skipped. The fields a row may set (a variant's knobs) are checked row by row instead: a
+changed TMU step redoes the TMU rows, not the retrains and the baselines, and under `tuning: fixed`
+a row whose fixed-knobs entry changed is run again.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from ..core import context
 from ..core.choices import VARIANT_FIELDS
 from ..core.params import Params, params_hash
 from ..core.variants import row
+from ..unlearning.runner import NAMED_FIELDS, method_key_fields
+from .tuning import fixed_context, ran_knobs, tuning_mode
 
 # Fields that name, place or display a run, or choose which rows it has: none changes a model's numbers.
 # `variants` is checked per row instead (`rows`): a built-in row added since changes no saved model.
@@ -40,7 +44,7 @@ class Replica:
 
 
 def _key_fields(ctx: context.Context) -> list[str]:
-    return [f for f in ctx.params.to_dict() if f not in NOT_IN_KEY]
+    return [f for f in ctx.params.to_dict() if f not in NOT_IN_KEY + VARIANT_FIELDS]  # those: per row (rows)
 
 
 def _where(ctx: context.Context) -> str:
@@ -79,6 +83,35 @@ def row_record(ctx: context.Context, name: str) -> dict | None:
     return json.loads(json.dumps({"method": r.method, **{f: knobs[f] for f in VARIANT_FIELDS}}))
 
 
+def _fields_of(record: dict) -> list[str]:
+    """The fields of a row record its numbers depend on: the method, and the knobs in its cache key (TMU's
+    target, split and step too; the references, `original` and `retrain`, read none)."""
+    if record["method"] in (None, "original", "retrain"):
+        return ["method"]
+    keyed = set(method_key_fields(Params())) | (set(NAMED_FIELDS) if record["method"] == "tmu" else set())
+    return ["method", *(f for f in VARIANT_FIELDS if f in keyed)]
+
+
+def same_row(saved: dict | None, current: dict | None) -> bool:
+    """Whether a saved row record computes what the current one does (a field the saved one lacks, added
+    since, must be at its default)."""
+    if saved is None or current is None:
+        return saved == current
+    defaults = json.loads(json.dumps(Params().to_dict()))
+    return all(saved.get(f, defaults.get(f)) == current[f] for f in _fields_of(current))
+
+
+def ran_record(ctx: context.Context, name: str) -> dict | None:
+    """The knobs the row `name` runs at under `tuning: fixed` (its fixed-knobs entry applied); None under
+    twin tuning, whose choice the parameters and the data decide."""
+    if name in ("retrain_a", "retrain_b") or tuning_mode(ctx.params) != "fixed":
+        return None
+    try:
+        return json.loads(json.dumps(ran_knobs(fixed_context(ctx, name), name)))
+    except ValueError:
+        return None
+
+
 def replica_path(out: Path, replica: int) -> Path:
     """The replica's arrays; its metrics and key lie beside them with the suffix .json."""
     return Path(out) / "replicas" / f"replica_{replica:02d}.npz"
@@ -96,6 +129,7 @@ def save(out: Path, ctx: context.Context, replica: Replica, env: dict[str, str])
     params = {f: ctx.params.to_dict()[f] for f in _key_fields(ctx)}
     meta = {"key": replica_key(ctx), "params": params, "replica": ctx.replica, "env": env,
             "models": sorted(replica.margins), "rows": {m: row_record(ctx, m) for m in sorted(replica.margins)},
+            "ran": {m: ran_record(ctx, m) for m in sorted(replica.margins)},
             "metrics": replica.metrics, "seconds": replica.seconds}
     tmp_json = path.with_suffix(".json.tmp")
     tmp_json.write_text(json.dumps(meta, indent=1, allow_nan=True))
@@ -114,9 +148,10 @@ def load(out: Path, ctx: context.Context) -> Replica:
     with np.load(path) as arrays:
         stored = {k: arrays[k] for k in arrays.files}
     replica = Replica(metrics=meta["metrics"], seconds=meta["seconds"])
-    saved_rows = meta.get("rows", {})
+    saved_rows, saved_ran = meta.get("rows", {}), meta.get("ran", {})
     for model in meta["models"]:
-        if model in saved_rows and saved_rows[model] != row_record(ctx, model):  # the row is another now
+        if (model in saved_rows and not same_row(saved_rows[model], row_record(ctx, model))
+                or model in saved_ran and saved_ran[model] != ran_record(ctx, model)):  # the row is another now
             replica.metrics.pop(model, None)
             continue
         try:
