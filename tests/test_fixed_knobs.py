@@ -81,6 +81,13 @@ def test_a_bad_table_or_name_is_a_clear_error(table):
     (table / "bad.yaml").write_text("retrain: {unlearn_lr: 0.1}\n")
     with pytest.raises(ParamsError, match="'retrain' is not a method with tuning knobs"):
         tuning_grids.fixed_table("bad")
+    # a perturbed TMU step is stored with its share appended, and has TMU's knobs; a baseline does not
+    (table / "perturbed.yaml").write_text("tmu_hard_only_distill_last_block_calibrated_perturb0.3: {hard_repeat: 8}\n")
+    assert tuning_grids.fixed_table("perturbed") == {
+        "tmu_hard_only_distill_last_block_calibrated_perturb0.3": {"hard_repeat": 8}}
+    (table / "bad.yaml").write_text("finetune_perturb0.3: {unlearn_lr: 0.1}\n")
+    with pytest.raises(ParamsError, match="'finetune_perturb0.3' is not a method with tuning knobs"):
+        tuning_grids.fixed_table("bad")
 
 
 def test_stored_names_share_what_computes_the_same():

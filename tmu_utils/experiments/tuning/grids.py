@@ -7,6 +7,7 @@ import functools
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,10 +117,10 @@ def grid_points(method: str, params: Params) -> list[dict[str, Any]]:
 
 @functools.cache
 def tmu_stored_names() -> frozenset[str]:
-    """Every name TMU is stored under (runner.stored_name), one for each combination of its split, target
-    and step knobs."""
+    """Every name TMU is stored under (runner.stored_name) unperturbed, one for each combination of its
+    split, target and step knobs (a perturbed step appends `_perturb<share>` to one of them)."""
     knobs = ("tmu_split", "tmu_target", "tmu_retain_loss", "tmu_update")
-    base = Params()
+    base = Params(tmu_perturb=0.0)
     return frozenset(stored_name(Row("tmu", "tmu", dataclasses.replace(base, **dict(zip(knobs, values)),
                                                                         tmu_calibrate=calibrate)))
                      for values in itertools.product(*(CHOICES[k] for k in knobs)) for calibrate in (False, True))
@@ -128,7 +129,8 @@ def tmu_stored_names() -> frozenset[str]:
 def stored_knobs(name: str) -> dict | None:
     """The knobs of a method by its stored name (runner.stored_name): every name TMU is stored under
     (`tmu_hard_only_distill`) has TMU's; None for a name that is no method with knobs."""
-    return KNOBS.get(name) or (KNOBS["tmu"] if name in tmu_stored_names() else None)
+    unperturbed = re.sub(r"_perturb[0-9.e+-]+$", "", name)
+    return KNOBS.get(name) or (KNOBS["tmu"] if unperturbed in tmu_stored_names() else None)
 
 
 def _read_table(name: str) -> dict[str, Any]:
