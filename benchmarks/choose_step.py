@@ -19,6 +19,7 @@ from pathlib import Path
 
 from torch import nn
 
+from tmu_utils.core.choices import REFERENCE_STEP
 from tmu_utils.core.params import Params
 from tmu_utils.experiments import tuning
 
@@ -30,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 # where the architecture has no BatchNorm (small_cnn, mlp).
 CANDIDATES = ("tmu", "tmu_distill", "tmu_head", "tmu_last_block", "tmu_calibrated", "tmu_distill_calibrated",
               "tmu_distill_last_block", "tmu_bn")
-REFERENCE = ["tmu_retain_loss=ce", "tmu_update=all", "tmu_calibrate=false"]
+REFERENCE = [f"{k}={str(v).lower()}" for k, v in REFERENCE_STEP.items()]
 TOW_SLACK = 0.01  # the twin ToW a per-sample choice may give up (RULE.md)
 TIE = 0.02  # relative margin distance within which two candidates tie (RULE.md)
 # fewer parameters updated first, then no distillation, then no calibration (RULE.md's tie order)

@@ -127,9 +127,17 @@ print(", ".join(f"{key} {seconds:.1f} s" for key, seconds in tmu_timing.items())
 # How the fine-tune moves the model is the **step** (docs/method.md, "Step variants"). At the
 # default the retain rows are held to `M_o`'s own softmax (`tmu_retain_loss = "distill"`, a KL term)
 # instead of being re-fitted to their labels, and only the last block of the body and the head are
-# updated (`tmu_update = "last_block"`): every other weight stays as in `M_o`. The per-sample twin
-# criterion chose that step, gold-free, before any population judged it
-# (benchmarks/results/step_choice/); `tmu_reference` is the step before (cross-entropy, every weight).
+# updated (`tmu_update = "last_block"`): every other weight stays as in `M_o`. Two more knobs make a
+# population of unlearned models look more like one of retrains:
+# - `tmu_calibrate`: the predicted-easy samples join the pool with a *margin* target, the margins
+#   `M_o` gives correct samples it never saw (the twin forget set), so they stay right without the
+#   confidence of a memorised sample;
+# - `tmu_perturb = 0.3`: before the step, the weights it trains move 0.3 of the way to a fresh
+#   initialisation drawn from the run's seed.
+# The twin criterion chose distillation on the last block, gold-free (benchmarks/results/step_choice/);
+# a population at a seed no table reports added calibration and perturbation
+# (benchmarks/results/step_per_sample_demo/). `tmu_reference` is the first step (cross-entropy, every
+# weight) and `tmu_distill_last_block` the one before this.
 #
 # TMU runs at its own row of the fixed-knobs table; `method_context` hands it those knobs.
 
@@ -140,17 +148,20 @@ tmu_params = method_context(ctx, refs.original, "tmu").params
 print(f"tmu runs at unlearn_lr {tmu_params.unlearn_lr}, hard_repeat {tmu_params.hard_repeat} "
       f"(tuning {params.tuning}: {tuning_mode(params)}, fixed_knobs {params.fixed_knobs})")
 task = UnlearnTask(refs.original, rx, ry, fx, fy, ctx.dataset.num_classes, tmu_params, ctx.device, easy=pred.easy,
-                   seed=ctx.seeds["unlearning"])
+                   seed=ctx.seeds["unlearning"], easy_proba=pred.proba, unseen_margins=pred.unseen_margins)
 hard = (~task.easy).nonzero().flatten()
 train_easy = params.tmu_target != "hard_only"  # the hard flip trains on the easy samples too
 pool = {("retain (M_o's softmax)" if tmu_params.tmu_retain_loss == "distill" else "retain (true labels)"): retain_subset(task, torch.Generator().manual_seed(0)).numel(),
-        ("predicted easy (true labels, noisy)" if train_easy else "predicted easy (left out)"):
-            int(task.easy.sum()) if train_easy else 0,
+        ("predicted easy (true labels, noisy)" if train_easy else
+         f"predicted easy (unseen margins) × {tmu_params.hard_repeat}" if tmu_params.tmu_calibrate else
+         "predicted easy (left out)"):
+            int(task.easy.sum()) * (1 if train_easy else tmu_params.hard_repeat if tmu_params.tmu_calibrate else 0),
         f"predicted hard (new labels) × {tmu_params.hard_repeat}": len(hard) * tmu_params.hard_repeat}
 display(Markdown(tables.markdown_table(["pool rows", "count"], [[kind, n] for kind, n in pool.items()])))
 trained = sum(p.numel() for p in step_parameters(refs.original, tmu_params.tmu_update))
 print(f"the step updates {trained:,} of {sum(p.numel() for p in refs.original.parameters()):,} parameters "
-      f"(tmu_update {tmu_params.tmu_update})")
+      f"(tmu_update {tmu_params.tmu_update}), first moved {tmu_params.tmu_perturb:g} of the way to a fresh "
+      "initialisation (tmu_perturb)")
 
 # %%
 new_labels = hard_targets(task, hard, torch.Generator().manual_seed(0))  # runner-up: M_o's second choice

@@ -64,9 +64,10 @@ def small_original(small_problem):
 def make_task(small_problem, small_original):
     """Build an UnlearnTask on the small problem; keyword arguments override Params fields."""
     def make(easy=None, **overrides):
-        # unlearn_lr 0.02: the rate the small-problem margins in test_baselines.py were measured at
+        # unlearn_lr 0.02: the rate the small-problem margins in test_baselines.py were measured at; TMU's
+        # step uncalibrated and unperturbed: these tasks carry no unseen margins (test_tmu_step.py adds them)
         params = make_params({"unlearn_epochs": 3, "retain_fraction": 0.5, "unlearn_lr": 0.02, "progress": False,
-                              **overrides})
+                              "tmu_calibrate": False, "tmu_perturb": 0.0, **overrides})
         return UnlearnTask(small_original, small_problem["retain_x"], small_problem["retain_y"],
                            small_problem["forget_x"], small_problem["forget_y"], 10, params,
                            torch.device("cpu"), easy=easy)

@@ -107,8 +107,8 @@ def test_stored_names_share_what_computes_the_same():
     default = make_params()
     assert [runner.artefact_name(m, default) for m in ("tmu", "tmu_oracle", "tmu_reference", "tmu_distill_last_block",
                                                          "finetune")] == [
-        "tmu_hard_only_distill_last_block", "tmu_oracle_hard_only_distill_last_block", "tmu_hard_only",
-        "tmu_hard_only_distill_last_block", "finetune"]
+        "tmu_hard_only_distill_last_block_calibrated_perturb0.3", "tmu_oracle_hard_only_distill_last_block_calibrated_perturb0.3",
+        "tmu_hard_only", "tmu_hard_only_distill_last_block", "finetune"]
 
 
 def test_a_fixed_run_hands_each_method_its_row(table, monkeypatch):

@@ -100,10 +100,12 @@ def test_an_observed_range_round_trips_through_its_normalization():
 def test_tmu_input_noise_on_normalised_images_is_the_noise_in_pixel_space(pixels):
     # tmu_hard trains the predicted-easy rows with Gaussian input noise of std noise_std pixel units,
     # clamped to valid images: on normalised images with their input range it must do what it does on
-    # pixels with Normalize inside the model. Every weight, cross-entropy: no block resolution involved.
+    # pixels with Normalize inside the model. The reference step (every weight, cross-entropy, uncalibrated,
+    # unperturbed): no block resolution involved.
     x, y = pixels
     params = make_params({"noise_std": 0.2, "unlearn_epochs": 2, "hard_repeat": 2, "retain_fraction": 1.0,
-                          "tmu_retain_loss": "ce", "tmu_update": "all", "unlearn_batch_size": 16})
+                          "tmu_retain_loss": "ce", "tmu_update": "all", "tmu_calibrate": False, "tmu_perturb": 0.0,
+                          "unlearn_batch_size": 16})
     easy = torch.arange(16) % 2 == 0
     net = small_net()
 

@@ -139,7 +139,7 @@ def test_the_frozen_prefix_keeps_batchnorm_at_its_statistics(small_problem, monk
     original = bn_classifier()
     easy, _ = mostly_easy(300)
     params = make_params({"unlearn_epochs": 1, "retain_fraction": 0.2, "unlearn_lr": 0.05, "progress": False,
-                          "tmu_retain_loss": "distill", "tmu_update": "head"})
+                          "tmu_retain_loss": "distill", "tmu_update": "head", "tmu_calibrate": False, "tmu_perturb": 0.0})
     task = UnlearnTask(original, small_problem["retain_x"], small_problem["retain_y"], small_problem["forget_x"],
                        small_problem["forget_y"], 10, params, CPU, easy=easy)
     fast, slow, prefix_runs = run_both_ways("tmu", task, monkeypatch)
@@ -156,7 +156,8 @@ def test_the_teacher_comes_from_the_prefix_outputs_and_leaves_dropout_training(s
     original = Classifier(body, nn.Linear(32, 10), 1)
     easy, _ = mostly_easy(300)
     params = make_params({"unlearn_epochs": 1, "retain_fraction": 0.2, "progress": False,
-                          "tmu_retain_loss": "distill", "tmu_update": "last_block"})
+                          "tmu_retain_loss": "distill", "tmu_update": "last_block", "tmu_calibrate": False,
+                          "tmu_perturb": 0.0})
     task = UnlearnTask(original, small_problem["retain_x"], small_problem["retain_y"], small_problem["forget_x"],
                        small_problem["forget_y"], 10, params, CPU, easy=easy)
     from tmu_utils.unlearning import tmu as tmu_module
@@ -234,9 +235,12 @@ def test_step_knobs_name_the_stored_model_and_change_no_other_key(tmp_path):
     distill = context.prepare(load_params(SMOKE, reference + ["tuning_criterion=alignment", "tmu_retain_loss=distill"]))
     margins = context.prepare(load_params(SMOKE, reference + ["tuning_criterion=margins"]))
     default = context.prepare(load_params(SMOKE, [f"cache_dir={tmp_path}"]))
-    # the default step is distill + last_block: `tmu` there is tmu_distill_last_block's computation
-    assert runner.unlearned_key(default, "tmu") == runner.unlearned_key(ref, "tmu_distill_last_block")
-    assert runner.artefact_name("tmu", default.params) == "tmu_hard_only_distill_last_block"
+    # the default step is distill + last_block, calibrated and perturbed by 0.3: `tmu` there computes what
+    # the reference step with those four knobs computes
+    chosen = context.prepare(load_params(SMOKE, reference + ["tmu_retain_loss=distill", "tmu_update=last_block",
+                                                             "tmu_calibrate=true", "tmu_perturb=0.3"]))
+    assert runner.unlearned_key(default, "tmu") == runner.unlearned_key(chosen, "tmu")
+    assert runner.artefact_name("tmu", default.params) == "tmu_hard_only_distill_last_block_calibrated_perturb0.3"
     # `tmu` at the distill step computes what tmu_distill computes, and is stored under that name
     assert runner.unlearned_key(distill, "tmu") == runner.unlearned_key(ref, "tmu_distill")
     assert runner.artefact_name("tmu_distill", ref.params) == "tmu_hard_only_distill"
@@ -372,6 +376,6 @@ def test_perturb_moves_only_the_trained_weights_towards_a_seeded_fresh_initialis
 def test_tmu_perturb_is_a_named_step_knob_in_zero_to_one():
     p = make_params({"tmu_perturb": 0.25})
     assert runner.artefact_name("tmu", p).endswith("_perturb0.25")
-    assert runner.artefact_name("tmu", make_params({})) == runner.artefact_name("tmu", make_params({"tmu_perturb": 0}))
+    assert "_perturb" not in runner.artefact_name("tmu", make_params({"tmu_perturb": 0}))  # 0: no suffix
     with pytest.raises(ParamsError, match="tmu_perturb"):
         make_params({"tmu_perturb": 1.5})

@@ -272,7 +272,7 @@ def test_choose_target_on_one_smoke_seed_trains_no_gold_model(benchmark_script, 
     assert (cache / "original").is_dir() and not any((cache / kind).exists() for kind in ("gold0", "gold1"))
     # `tmu` was tuned as the hard variant although the command line asked for margin, each at smoke's step
     tuned = {p.name.split("-")[0] for p in (cache / "tuning").glob("*.pt")}
-    step = "_distill_last_block"  # smoke's step, the default
+    step = "_distill_last_block_calibrated_perturb0.3"  # smoke's step, the default
     assert tuned == {f"{name}{step}" for name in ("tmu", "tmu_soft", "tmu_margin", "tmu_hard_only")}
 
 

@@ -106,7 +106,8 @@ def test_tuning_and_unlearning_never_touch_the_gold_model(tmp_path, monkeypatch)
     assert records["tmu_oracle"]["chosen"] == records["tmu"]["chosen"]
     for method in ("tmu", "tmu_all_hard", "finetune", "scrub"):  # the real unlearning, with the chosen knobs
         easy = {"tmu": pred.easy, "tmu_all_hard": torch.zeros_like(pred.easy)}.get(method)
-        model, seconds = runner.unlearn(tuning.tuned_context(ctx, records[method]), method, original, easy)
+        model, seconds = runner.unlearn(tuning.tuned_context(ctx, records[method]), method, original, easy,
+                                        easy_proba=pred.proba, unseen_margins=pred.unseen_margins)
         assert seconds > 0
     assert not any((tmp_path / kind).exists() for kind in ("gold0", "gold1"))  # no gold model was ever built
 
@@ -278,10 +279,10 @@ def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaul
     assert script.main([str(SMOKE), "--seeds", "100", "--out", str(out), "--set", "methods=[tmu,tmu_hard,neggrad]",
                         "--budget", "2", "--set", f"cache_dir={cache}", "--tables", str(out)]) == 0
     written = json.loads((out / "smoke.json").read_text())
-    # by stored name: at the default target and step `tmu` is tmu_hard_only_distill_last_block, and
+    # by stored name: at the default target and step `tmu` is tmu_hard_only_distill_last_block_calibrated_perturb0.3, and
     # tmu_hard the hard flip at that step
     assert list(written["seeds"]) == ["100"] and list(written["median"]) == [
-        "tmu_hard_only_distill_last_block", "tmu_distill_last_block", "neggrad"]
+        "tmu_hard_only_distill_last_block_calibrated_perturb0.3", "tmu_distill_last_block_calibrated_perturb0.3", "neggrad"]
     monkeypatch.setattr("tmu_utils.core.choices.FIXED_KNOBS_DIR", out)
     assert tuning_grids.fixed_table("smoke") == written["median"]  # the table `fixed_knobs: smoke` would read
     import yaml

@@ -51,9 +51,12 @@ def test_a_row_is_stored_under_what_it_computes(tmp_path):
     assert runner.unlearned_key(ctx, "gold_split") == runner.unlearned_key(ctx, "tmu_oracle")
     assert runner.unlearned_key(ctx, "tmu_long") != runner.unlearned_key(ctx, "tmu")
     assert runner.artefact_name("tmu_long", ctx.params) == runner.artefact_name("tmu", ctx.params)
-    # only the rows that read the predictor pay the one-off
-    assert [reads_predictor(row(ctx.params, n)) for n in ("tmu", "tmu_random_rank", "tmu_oracle", "tmu_all_hard",
-                                                          "finetune")] == [True, True, False, False, False]
+    # only the rows that read the predictor pay the one-off: at the default, calibrated step every TMU row
+    # (it reads M_o's margins on the twin forget set); uncalibrated, not the oracle and all-hard controls
+    names = ("tmu", "tmu_random_rank", "tmu_oracle", "tmu_all_hard", "finetune")
+    assert [reads_predictor(row(ctx.params, n)) for n in names] == [True, True, True, True, False]
+    uncalibrated = make_params({"tmu_calibrate": False})
+    assert [reads_predictor(row(uncalibrated, n)) for n in names] == [True, True, False, False, False]
 
 
 def test_a_variants_knob_wins_over_the_fixed_knobs_table(tmp_path, monkeypatch):

@@ -93,11 +93,12 @@ class Params:
     hard_repeat: int = 4  # times each hard sample appears per epoch: its weight in the objective
     noise_std: float = 0.05  # std of Gaussian input noise on easy forget samples (0 disables)
     # TMU's step (docs/method.md, "Step variants"): distill + last_block, the twin problem's choice at seeds
-    # never reported, by a rule written before any population ran (benchmarks/results/step_choice/)
+    # never reported (benchmarks/results/step_choice/); then calibrated and perturbed by 0.3, judged per
+    # sample on a population at a seed never reported, by a rule written first (step_per_sample_demo/)
     tmu_retain_loss: str = "distill"  # ce | distill: retain rows fitted to their labels, or held to M_o's softmax
     tmu_update: str = "last_block"  # all | head | last_block | bn: the only parameters the step updates
-    tmu_calibrate: bool = False  # pull predicted-easy samples to M_o's margins on correct twin forget samples
-    tmu_perturb: float = 0.0  # share of the way the trained weights move to a fresh init before the step
+    tmu_calibrate: bool = True  # pull predicted-easy samples to M_o's margins on correct twin forget samples
+    tmu_perturb: float = 0.3  # share of the way the trained weights move to a fresh init before the step
     # --- baselines (docs/method.md: unlearning); each field is prefixed with its method ---
     neggrad_lr: float = 1.5e-4  # ascent learning rate of neggrad
     neggrad_plus_alpha: float = 0.5  # weight of forget ascent against retain descent
