@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"# Written by benchmarks/tune_defaults.py {args.params} --seeds {' '.join(map(str, args.seeds))}"
               f" --budget {args.budget}{''.join(' --set ' + o for o in args.overrides)}: per method (by stored name)"
               " the lower median\n"
-              "# of the knobs twin tuning chose at those seeds, which no table reports. `tuning: fixed` runs read it.\n")
+              "# of the knobs twin tuning chose at those seeds, which no table reports. `tuning: fixed` runs read it.\n"
+              f"# Tuned at twin_match {defaults.twin_match}, tuning_criterion {defaults.tuning_criterion}.\n")
     # what the table holds for: `tuning: auto` reads it on that data set and architecture only
     tuned_for = {"tuned_for": {k: getattr(defaults, k) for k in tuning_grids.TUNED_FOR_FIELDS}}
     table.write_text(header + yaml.safe_dump(tuned_for | chosen, sort_keys=False, default_flow_style=None))

@@ -136,33 +136,42 @@ def test_a_fixed_run_hands_each_method_its_row(table, monkeypatch):
                     "scrub": (flat.unlearn_lr, flat.unlearn_epochs, flat.hard_repeat)}
 
 
-def test_auto_reads_the_table_on_every_data_set_and_twin_tuning_runs_when_asked():
+def test_auto_reads_the_table_where_it_was_tuned_and_tunes_on_the_twin_problem_elsewhere():
     default = load_params(DEFAULT)
-    assert default.tuning == "auto" and tuning_mode(default) == "fixed"
+    assert default.tuning == "auto" and tuning_mode(default) == "fixed"  # Fashion-MNIST, small_cnn: tuned there
     assert tuning_mode(load_params(PARAMS_DIR / "demo.yaml")) == "fixed"
-    for other in ("dataset=mnist", "arch=mlp", "dataset=cifar10"):  # natural images too: the table aligned better
-        assert tuning_mode(load_params(DEFAULT, [other])) == "fixed", other
+    assert tuning_grids.tuned_elsewhere(default) is None
+    for other in ("dataset=mnist", "arch=mlp", "dataset=cifar10"):
+        assert tuning_mode(load_params(DEFAULT, [other])) == "twin", other
         assert tuning_grids.tuned_elsewhere(load_params(DEFAULT, [other])) == {"dataset": "fashion_mnist",
                                                                                "arch": "small_cnn"}
-    assert tuning_grids.tuned_elsewhere(default) is None  # where the table was tuned
-    assert tuning_grids.tuned_elsewhere(load_params(DEFAULT, ["dataset=mnist", "fixed_knobs=none"])) is None
+    assert tuning_mode(load_params(PARAMS_DIR / "cifar10.yaml")) == "twin"
+    assert tuning_mode(load_params(DEFAULT, ["dataset=mnist", "tuning=fixed"])) == "fixed"  # asked for
+    assert tuning_mode(load_params(DEFAULT, ["dataset=mnist", "fixed_knobs=none"])) == "fixed"  # shared fields
     assert tuning_mode(load_params(DEFAULT, ["tuning=twin"])) == "twin"
+    assert (default.twin_match, default.tuning_criterion) == ("scratch", "alignment")  # what auto twin-tunes with
     assert tuning_grids.fixed_table("default") and "tuned_for" not in tuning_grids.fixed_table("default")
 
 
 def test_a_table_without_tuned_for_holds_everywhere(table):
     assert tuning_grids.tuned_elsewhere(load_params(DEFAULT, ["fixed_knobs=test", "dataset=mnist"])) is None
+    assert tuning_mode(load_params(DEFAULT, ["fixed_knobs=test", "dataset=mnist"])) == "fixed"
 
 
-def test_an_auto_run_on_data_the_table_was_not_tuned_for_reads_it_and_says_so(tmp_path, capsys):
+def test_an_auto_run_on_data_the_table_was_not_tuned_for_tunes_every_method_and_says_so(tmp_path, capsys):
     # smoke's mlp is not the default table's small_cnn
-    code = main(["run", str(SMOKE), "--set", "fixed_knobs=default", "--set", "methods=[original,retrain,tmu,finetune]",
-                 "--set", f"cache_dir={tmp_path / 'cache'}", "--out", str(tmp_path / "run"), "--direct", "--quiet"])
-    assert code == 0
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["params"]["tuning"] == "auto" and results["tuning_mode"] == "fixed" and "tuning" not in results
-    row = tuning_grids.fixed_table("default")["finetune"]
-    assert results["methods"]["finetune"]["knobs"] == row  # the table's row ran
+    argv = ["run", str(SMOKE), "--set", "fixed_knobs=default", "--set", "tune_budget=1", "--set",
+            "methods=[original,retrain,tmu,finetune]", "--set", f"cache_dir={tmp_path / 'cache'}", "--direct", "--quiet"]
+    assert main(argv + ["--out", str(tmp_path / "auto")]) == 0
+    results = json.loads((tmp_path / "auto" / "results.json").read_text())
+    assert results["params"]["tuning"] == "auto" and results["tuning_mode"] == "twin"
+    assert {m: len(r["grid"]) for m, r in results["tuning"].items()} == {"tmu": 1, "finetune": 1}
+    assert "tuning: auto -> twin" in capsys.readouterr().out
+    # asked for, the table runs there, and the run says where its knobs come from
+    assert main(argv + ["--set", "tuning=fixed", "--out", str(tmp_path / "fixed")]) == 0
+    results = json.loads((tmp_path / "fixed" / "results.json").read_text())
+    assert results["tuning_mode"] == "fixed" and "tuning" not in results
+    assert results["methods"]["finetune"]["knobs"] == tuning_grids.fixed_table("default")["finetune"]
     assert "tuned on fashion_mnist/small_cnn, run on fashion_mnist/mlp" in capsys.readouterr().out
 
 

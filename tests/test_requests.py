@@ -176,7 +176,9 @@ def test_gold_every_k_scores_every_kth_request_only(stream_run, cache_dir, tmp_p
     (["--requests", "3", "--gold-every", "4"], "--gold-every must lie in [1, --requests = 3]"),
     (["--requests", "3", "--set", "forget_scenario=class"], "forget_scenario 'random'"),
     (["--requests", "3", "--set", "methods=[tmu,tmu_oracle]"], "'tmu_oracle' cannot run in a stream"),
-    (["--requests", "3", "--set", "tuning=twin"], "tuning 'twin' tunes on the twin problem: set tuning=fixed"),
+    (["--requests", "3", "--set", "tuning=twin"], "tuning 'twin' tunes on the twin problem"),
+    # auto on data the fixed knobs were not tuned for (smoke's mlp) means twin tuning: not in a stream
+    (["--requests", "3", "--set", "fixed_knobs=default"], "tuning 'auto' tunes on the twin problem"),
 ])
 def test_bad_arguments_are_a_clear_error_before_the_data_is_loaded(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(context, "prepare", lambda *a: pytest.fail("work started despite bad input"))

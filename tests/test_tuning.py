@@ -291,6 +291,8 @@ def test_tune_defaults_script_on_one_smoke_seed_trains_no_gold_model(tune_defaul
     assert yaml.safe_load((out / "smoke.yaml").read_text())["tuned_for"] == {"dataset": "fashion_mnist", "arch": "mlp"}
     assert tuning_grids.tuned_elsewhere(load_params(SMOKE, ["fixed_knobs=smoke"])) is None
     assert tuning_grids.tuned_elsewhere(load_params(SMOKE, ["fixed_knobs=smoke", "arch=small_cnn"]))["arch"] == "mlp"
+    assert tuning_grids.tuning_mode(load_params(SMOKE, ["fixed_knobs=smoke"])) == "fixed"
+    assert tuning_grids.tuning_mode(load_params(SMOKE, ["fixed_knobs=smoke", "arch=small_cnn"])) == "twin"
     for method, knobs in written["median"].items():
         assert knobs == written["seeds"]["100"][method]["chosen"]  # one seed: its own choice
         assert knobs in written["seeds"]["100"][method]["grid"]
@@ -337,7 +339,7 @@ def test_class_scenario_hands_tmu_nothing_easy_on_the_twin_problem_too(twin_run,
 
 
 def test_the_tuner_twin_is_matched_and_the_predictor_twin_is_not(twin_run, cache_dir):
-    ctx = smoke_context(cache_dir)  # twin_match members, the default
+    ctx = smoke_context(cache_dir, "twin_match=members")
     original, _ = context.original_model(ctx)
     problem = tuning_problem.twin_problem(ctx, original)
     _, meta = stages.twin_model(ctx, original, matched=True)

@@ -60,7 +60,7 @@ class Params:
     # --- twin problem (docs/method.md: the twin problem) ---
     twin_epochs: int = 2  # epochs fine-tuning M_o on M ∪ D_tf to get the twin original M_t
     twin_lr: float = 5e-4  # peak learning rate of that fine-tune
-    twin_match: str = "members"  # none | members | scratch: the tuner's M_t as TMU's, matched to M_o, or from scratch
+    twin_match: str = "scratch"  # none | members | scratch: the tuner's M_t as TMU's, matched to M_o, or from scratch
     twin_max_epochs: int = 12  # at most this many epochs of that matched fine-tune
     twin_forget: str = "matched"  # matched | independent: D_tf like D_f, or drawn once per M_o for any request
     curriculum_epochs: int = 2  # epochs of the early-stopped curriculum model M_c
@@ -111,13 +111,13 @@ class Params:
     salun_sparsity: float = 0.5  # share of weights kept trainable by SalUn's saliency mask
     l1_sparse_alpha: float = 5e-4  # initial L1 penalty of l1_sparse, decays linearly to 0
     # --- tuning (docs/tuning.md) ---
-    # auto is fixed on every data set: on natural images twin tuning chose too short a step (docs/tuning.md)
+    # auto is fixed where the fixed_knobs table was tuned for this data set and architecture, else twin
     tuning: str = "auto"  # auto | fixed | twin: each method at its fixed_knobs row, or tuned on the twin problem
     # 6: at the tuning seeds within 0.004 ToW of 8 for all but the hard flip, for 2x a fixed run, not 2.2x
     tune_budget: int = 6  # grid points every method gets when tuning on the twin problem (1 to 16)
-    # alignment: ToW x (1 - AD/sqrt 2); margins (the same rule's choice): per sample, how far the unlearned
-    # twin's margins are from M_o's on D_tf and on members (docs/tuning.md)
-    tuning_criterion: str = "margins"  # alignment | margins: the score every grid point gets on the twin problem
+    # alignment: ToW x (1 - AD/sqrt 2), which ranked TMU's grid as the real problem did on the twin from
+    # scratch; margins: per sample, how far the unlearned twin's margins are from M_o's (docs/tuning.md)
+    tuning_criterion: str = "alignment"  # alignment | margins: the score every grid point gets on the twin problem
     fixed_knobs: str = "default"  # none | a table of tmu_utils/fixed_knobs/: each method's own knobs at tuning fixed
     # `--set hard_repeat=8` or a sweep's grid point adds its knob: an explicit value runs as given (docs/tuning.md)
     pinned: list = field(default_factory=list)  # knobs kept as given: the fixed-knobs table and twin tuning leave them

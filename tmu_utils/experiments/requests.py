@@ -59,8 +59,8 @@ def check(params: Params, n_requests: int, request_size: int | None, gold_every:
         raise ParamsError(f"request streams need forget_scenario 'random' (the twin is drawn independently of "
                           f"the requests); got {params.forget_scenario!r}")
     if tuning_mode(params) != "fixed":
-        raise ParamsError(f"request streams run at fixed knobs, and tuning {params.tuning!r} tunes on the twin problem: "
-                          "set tuning=fixed (or auto)")
+        raise ParamsError(f"request streams run at fixed knobs, and tuning {params.tuning!r} tunes on the twin problem "
+                          f"for {params.dataset}/{params.arch}: set tuning=fixed")
     bad = [m for m in stream_methods(params) if m == "retrain" or (
         is_tmu(row(params, m)) and row(params, m).params.tmu_split in ("gold", "random"))]
     if bad:

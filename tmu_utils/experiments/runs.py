@@ -81,11 +81,16 @@ def evaluate(ctx: context.Context) -> dict:
                                "seeds": {"splits": params.seed, "original": ctx.seeds["original"],
                                          "gold": ctx.seeds["gold"], "gold2": ctx.seeds["gold2"]},
                                "tuning_mode": tuning_mode(params), "complete": False}
-    elsewhere = tuned_elsewhere(params) if results["tuning_mode"] == "fixed" else None
-    if elsewhere:
+    elsewhere = tuned_elsewhere(params)
+    if elsewhere and results["tuning_mode"] == "fixed":
         print(f"tuning: fixed knobs ({params.fixed_knobs}) tuned on {elsewhere['dataset']}/{elsewhere['arch']}, "
-              f"run on {params.dataset}/{params.arch}: on natural images they aligned better than twin tuning did "
-              "(docs/tuning.md); tuning=twin tunes every method on this run's twin problem instead", flush=True)
+              f"run on {params.dataset}/{params.arch}; tuning=auto would tune every method on this run's twin "
+              "problem here (docs/tuning.md)", flush=True)
+    elif elsewhere and params.tuning == "auto":
+        print(f"tuning: auto -> twin: the fixed knobs ({params.fixed_knobs}) were tuned on {elsewhere['dataset']}/"
+              f"{elsewhere['arch']}, not {params.dataset}/{params.arch}, so every method is tuned on this run's twin "
+              f"problem (twin_match {params.twin_match}; docs/tuning.md; tuning=fixed reads the table instead)",
+              flush=True)
     refs = references(ctx)
     results["timing"] = dict(refs.timing)
     gold_rate = member_rate(ctx, refs.gold_outputs)
