@@ -34,7 +34,7 @@ from tmu_utils.reporting import plots, tables
 params_file = "params/demo.yaml"
 seed = 0
 # which methods to score, and with which knobs: fixed, chosen on the twin problem, or auto (the fixed
-# knobs on every data set; docs/tuning.md)
+# knobs where they were tuned, twin tuning elsewhere; docs/tuning.md)
 methods = ["original", "retrain", "tmu", "tmu_oracle", "tmu_all_hard", "tmu_random_rank", "tmu_hard", "finetune",
            "neggrad", "neggrad_plus", "random_label", "bad_teacher", "scrub", "salun", "l1_sparse"]
 tuning = "auto"
