@@ -209,13 +209,17 @@ def test_a_replica_file_survives_a_field_added_at_its_default_and_a_new_variant(
     shutil.copytree(smoke_population, out)
     meta_path = replicas.replica_path(out, 0).with_suffix(".json")
     meta = json.loads(meta_path.read_text())
-    del meta["params"]["twin_match"]  # as if the file predates the field
+    del meta["params"]["knn_k"]  # as if the file predates the field
     meta_path.write_text(json.dumps(meta))
     ctx = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS]))
     assert set(replicas.load(out, ctx).margins) == set(meta["models"])
     # ... but not where the field is set away from its default: the file cannot have run that
-    scratch = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS, "twin_match=scratch"]))
-    assert not replicas.load(out, scratch).margins
+    other_k = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS, "knn_k=3"]))
+    assert not replicas.load(out, other_k).margins
+    # the tuner's fields choose nothing at fixed knobs (smoke's `auto` is fixed): another twin keeps the file
+    members = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS, "twin_match=members",
+                                                  "tuning_criterion=margins"]))
+    assert set(replicas.load(out, members).margins) == set(meta["models"])
     # a step knob changed (as when TMU's default step moves): only the rows that run TMU's step are redone
     perturbed = context.prepare(load_params(SMOKE, [f"cache_dir={cache_dir}", METHODS, "tmu_perturb=0.5"]))
     assert set(replicas.load(out, perturbed).margins) == {"original", "retrain_a", "retrain_b", "finetune"}

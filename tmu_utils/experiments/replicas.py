@@ -24,7 +24,7 @@ from ..core import context
 from ..core.choices import VARIANT_FIELDS
 from ..core.params import Params, params_hash
 from ..core.variants import row
-from ..unlearning.runner import NAMED_FIELDS, method_key_fields
+from ..unlearning.runner import NAMED_FIELDS, TUNER_FIELDS, method_key_fields
 from .tuning import fixed_context, ran_knobs, tuning_mode
 
 # Fields that name, place or display a run, or choose which rows it has: none changes a model's numbers.
@@ -44,7 +44,12 @@ class Replica:
 
 
 def _key_fields(ctx: context.Context) -> list[str]:
-    return [f for f in ctx.params.to_dict() if f not in NOT_IN_KEY + VARIANT_FIELDS]  # those: per row (rows)
+    """The fields a replica file must match; VARIANT_FIELDS are checked per row (rows). Under `tuning: fixed`
+    the tuner's own fields (which twin, which score) choose nothing, so a change of their defaults keeps a file."""
+    skip = NOT_IN_KEY + VARIANT_FIELDS
+    if tuning_mode(ctx.params) == "fixed":
+        skip += tuple(f for f in TUNER_FIELDS if f != "tuning")
+    return [f for f in ctx.params.to_dict() if f not in skip]
 
 
 def _where(ctx: context.Context) -> str:
